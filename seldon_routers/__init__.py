@@ -1,0 +1,24 @@
+"""seldon-routers: router microservices for Seldon inference graphs.
+
+Importing this package loads the router classes only (numpy and the standard library),
+so `seldon-core-microservice seldon_routers.ABTest --service-type ROUTER` works in
+Seldon's own environment. The server lives in seldon_routers.server and loads lazily.
+"""
+
+from .errors import BadRequest, ConfigError, RouterError
+from .request import Feedback, Request
+from .router import ALL_CHILDREN, NO_CHILDREN, Decision, Router
+from .routers.ab_test import ABTest
+
+__all__ = [
+    "ALL_CHILDREN",
+    "NO_CHILDREN",
+    "ABTest",
+    "BadRequest",
+    "ConfigError",
+    "Decision",
+    "Feedback",
+    "Request",
+    "Router",
+    "RouterError",
+]

@@ -1,0 +1,116 @@
+"""`seldon-router`: serve a router, list the built-ins.
+
+Configuration is read once here, flags over environment over Seldon's defaults; a bad
+value stops start-up with a message naming it (exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from . import params, registry
+from .errors import ConfigError
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name}: expected an integer port, got {value!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seldon-router", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="serve a router over REST, gRPC and Prometheus metrics")
+    s.add_argument("router", help="a built-in name (see `seldon-router list`) or an import path "
+                                  "pkg.module.Class / pkg.module:Class")
+    s.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a router parameter; repeat for several (typed by the constructor's annotations)")
+    s.add_argument("--parameters", default=None, metavar="JSON",
+                   help="Seldon's parameter list [{\"name\",\"value\",\"type\"}] "
+                        "(default: $PREDICTIVE_UNIT_PARAMETERS)")
+    s.add_argument("--unit-id", default=None, help="this unit's name in the graph (default: $PREDICTIVE_UNIT_ID or 0)")
+    s.add_argument("--host", default="0.0.0.0")
+    s.add_argument("--http-port", type=int, default=None, help="default: $PREDICTIVE_UNIT_HTTP_SERVICE_PORT or 9000")
+    s.add_argument("--grpc-port", type=int, default=None, help="default: $PREDICTIVE_UNIT_GRPC_SERVICE_PORT or 5000")
+    s.add_argument("--metrics-port", type=int, default=None,
+                   help="default: $PREDICTIVE_UNIT_METRICS_SERVICE_PORT or 6000")
+    s.add_argument("--max-body-size", type=int, default=None, metavar="BYTES",
+                   help="largest request accepted, REST and gRPC (default 16 MiB)")
+    s.add_argument("--max-in-flight", type=int, default=0, metavar="N",
+                   help="answer 429 / RESOURCE_EXHAUSTED beyond N concurrent calls (default 0: no limit)")
+    s.add_argument("--graceful-timeout", type=float, default=25.0, metavar="SECONDS",
+                   help="how long SIGTERM waits for in-flight calls")
+    s.add_argument("--log-level", default=os.environ.get("SELDON_LOG_LEVEL", "info").lower(),
+                   choices=["debug", "info", "warning", "error"])
+    sub.add_parser("list", help="list the built-in routers and their parameters")
+    return parser
+
+
+def _router_params(args) -> dict:
+    raw = args.parameters if args.parameters is not None else os.environ.get("PREDICTIVE_UNIT_PARAMETERS", "")
+    merged = params.from_seldon_json(raw) if raw else {}
+    merged.update(params.from_pairs(args.param))  # flags win over the environment
+    return merged
+
+
+def serve(args) -> None:
+    from .server.app import Settings, run  # the server stack loads only when serving
+    from .server.dataplane import DataPlane
+
+    cls = registry.resolve(args.router)
+    router = params.build(cls, _router_params(args))
+    settings = Settings(
+        host=args.host,
+        http_port=args.http_port if args.http_port is not None else _env_int("PREDICTIVE_UNIT_HTTP_SERVICE_PORT", 9000),
+        grpc_port=args.grpc_port if args.grpc_port is not None else _env_int("PREDICTIVE_UNIT_GRPC_SERVICE_PORT", 5000),
+        metrics_port=(args.metrics_port if args.metrics_port is not None
+                      else _env_int("PREDICTIVE_UNIT_METRICS_SERVICE_PORT", 6000)),
+        metrics_path=os.environ.get("PREDICTIVE_UNIT_METRICS_ENDPOINT", "/metrics"),
+        graceful_timeout=args.graceful_timeout,
+        log_level=args.log_level,
+    )
+    if args.max_body_size is not None:
+        if args.max_body_size < 1:
+            raise ConfigError("--max-body-size: must be >= 1")
+        settings.max_body_size = args.max_body_size
+    if args.max_in_flight < 0:
+        raise ConfigError("--max-in-flight: must be >= 0")
+    unit_id = args.unit_id or os.environ.get("PREDICTIVE_UNIT_ID", "0")
+    run(DataPlane(router, unit_id, registry.builtin_name(cls), args.max_in_flight), settings)
+
+
+def list_builtins() -> None:
+    for name in registry.BUILTINS:
+        cls = registry.resolve(name)
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name}  (seldon_routers.{cls.__qualname__}): {summary}")
+        for p in params.describe(cls):
+            default = "required" if p["required"] else f"default {p['default']!r}"
+            print(f"    {p['name']}: {p['type']} ({default})")
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=getattr(args, "log_level", "info").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "list":
+            list_builtins()
+        else:
+            serve(args)
+    except ConfigError as exc:
+        print(f"seldon-router: error: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""SeldonMessage and Feedback in the proto3 JSON mapping -> the request view.
+
+Hand-written over plain dicts (orjson-decoded) because json_format is too slow for the
+hot path; tests/codec checks it gives the same view as the protobuf decoder.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import parse_qs
+
+import orjson
+
+from ..errors import BadRequest
+from ..request import CustomData, Feedback, Request, empty_meta
+from . import arrays
+from .common import DATA_FIELDS, INT32, reward, routing_for
+
+_JSON_TYPES = ("application/json", "")
+
+
+def load_body(body: bytes, content_type: str, query: dict) -> object:
+    """The message from a form field `json=`, a query argument `?json=`, or a JSON body,
+    in that order, as Seldon's wrapper reads it (SeldonClient sends the form field)."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    text = None
+    if kind == "application/x-www-form-urlencoded":
+        try:
+            text = parse_qs(body.decode("utf-8"), keep_blank_values=True).get("json", [None])[0]
+        except UnicodeDecodeError:
+            raise BadRequest("body: form data is not valid UTF-8") from None
+    if text is None and query.get("json"):
+        text = query["json"][0]
+    if text is None:
+        if not body:
+            raise BadRequest("body: empty; send a SeldonMessage as JSON (body, form field json= or ?json=)")
+        if kind not in _JSON_TYPES and not kind.endswith("+json") and kind != "text/plain":
+            raise BadRequest(f"body: unsupported Content-Type {content_type!r}; use application/json")
+        text = body
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body: invalid JSON: {exc}") from None
+
+
+def _obj(value, field: str) -> dict:
+    if not isinstance(value, dict):
+        raise BadRequest(f"{field}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _strings(value, field: str) -> list:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadRequest(f"{field}: expected a list of strings")
+    return value
+
+
+def _int32(value, field: str) -> int:
+    if isinstance(value, str):  # proto3 JSON allows integers as strings
+        try:
+            value = int(value)
+        except ValueError:
+            raise BadRequest(f"{field}: expected an integer, got {value!r}") from None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not INT32[0] <= value <= INT32[1]:
+        raise BadRequest(f"{field}: expected a 32-bit integer, got {value!r}")
+    return value
+
+
+def meta(value, field: str = "meta") -> dict:
+    out = empty_meta()
+    if value is None:
+        return out
+    _obj(value, field)
+    puid = value.get("puid")
+    if puid is not None:
+        if not isinstance(puid, str):
+            raise BadRequest(f"{field}.puid: expected a string")
+        out["puid"] = puid
+    if value.get("tags") is not None:
+        out["tags"] = dict(_obj(value["tags"], f"{field}.tags"))
+    if value.get("routing") is not None:
+        out["routing"] = {k: _int32(v, f"{field}.routing.{k}")
+                          for k, v in _obj(value["routing"], f"{field}.routing").items()}
+    if value.get("requestPath") is not None:
+        paths = _obj(value["requestPath"], f"{field}.requestPath")
+        if not all(isinstance(v, str) for v in paths.values()):
+            raise BadRequest(f"{field}.requestPath: values must be strings")
+        out["requestPath"] = dict(paths)
+    return out
+
+
+def _tftensor(value, field: str):
+    from google.protobuf import json_format  # rare form: json_format is exact, speed is moot
+
+    from ..proto.tensor_pb2 import TensorProto
+
+    try:
+        proto = json_format.ParseDict(_obj(value, field), TensorProto())
+    except json_format.ParseError as exc:
+        raise BadRequest(f"{field}: {exc}") from None
+    return arrays.tftensor(proto, field)
+
+
+def _custom(value, field: str) -> CustomData:
+    from google.protobuf import any_pb2, json_format
+
+    from ..proto import prediction_pb2  # noqa: F401  registers seldon.protos types for Any
+
+    try:
+        packed = json_format.ParseDict(_obj(value, field), any_pb2.Any())
+    except (json_format.ParseError, TypeError, KeyError) as exc:
+        raise BadRequest(f"{field}: cannot unpack Any: {exc}") from None
+    return CustomData(packed.type_url, packed.value)
+
+
+def _data(value, field: str):
+    """DefaultData -> (kind, features, names)."""
+    _obj(value, field)
+    names = _strings(value["names"], f"{field}.names") if value.get("names") is not None else []
+    present = [k for k in ("ndarray", "tensor", "tftensor") if value.get(k) is not None]
+    if len(present) > 1:
+        raise BadRequest(f"{field}: only one of ndarray, tensor, tftensor may be set, got {present}")
+    if not present:
+        return "", None, names
+    kind = present[0]
+    if kind == "ndarray":
+        return kind, arrays.ndarray(value["ndarray"], f"{field}.ndarray"), names
+    if kind == "tensor":
+        t = _obj(value["tensor"], f"{field}.tensor")
+        shape = t.get("shape") or []
+        if not isinstance(shape, list):
+            raise BadRequest(f"{field}.tensor.shape: expected a list of integers")
+        values = t.get("values") or []
+        if not isinstance(values, list):
+            raise BadRequest(f"{field}.tensor.values: expected a list of numbers")
+        return kind, arrays.tensor(shape, values, f"{field}.tensor"), names
+    return kind, _tftensor(value["tftensor"], f"{field}.tftensor"), names
+
+
+def request(message, headers=None, path: str = "", query=None, field: str = "") -> Request:
+    """A SeldonMessage (decoded JSON) -> Request."""
+    prefix = f"{field}." if field else ""
+    _obj(message, field or "body")
+    present = [k for k in DATA_FIELDS if k in message and (message[k] is not None or k == "jsonData")]
+    if len(present) > 1:
+        raise BadRequest(f"{field or 'body'}: only one of {', '.join(DATA_FIELDS)} may be set, got {present}")
+    req = Request(meta=meta(message.get("meta"), prefix + "meta"), headers=headers or {},
+                  path=path, query=query or {})
+    if not present:
+        return req
+    kind = present[0]
+    value = message[kind]
+    if kind == "data":
+        req.kind, req.features, req.feature_names = _data(value, prefix + "data")
+        return req
+    req.kind = kind
+    if kind == "strData":
+        if not isinstance(value, str):
+            raise BadRequest(f"{prefix}strData: expected a string")
+        req.features = value
+    elif kind == "binData":
+        if not isinstance(value, str):
+            raise BadRequest(f"{prefix}binData: expected a base64 string")
+        try:
+            padded = value + "=" * (-len(value) % 4)  # proto3 JSON accepts unpadded base64
+            urlsafe = "-" in value or "_" in value  # ...and the URL-safe alphabet
+            req.features = base64.b64decode(padded, altchars=b"-_" if urlsafe else None, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest(f"{prefix}binData: not valid base64") from None
+    elif kind == "jsonData":
+        req.features = value
+    else:
+        req.features = _custom(value, prefix + "customData")
+    return req
+
+
+def feedback(message, unit_id: str, headers=None, path: str = "", query=None) -> Feedback:
+    """A Feedback (decoded JSON) -> Feedback, with the routing this unit recorded."""
+    _obj(message, "body")
+    req = request(message.get("request") or {}, headers, path, query, "request")
+    response = message.get("response") or {}
+    response_meta = meta(_obj(response, "response").get("meta"), "response.meta")
+    truth = message.get("truth")
+    return Feedback(
+        request=req,
+        response_meta=response_meta,
+        reward=reward(message.get("reward", 0.0)),
+        truth=request(truth, field="truth").features if truth is not None else None,
+        routing=routing_for(response_meta, unit_id),
+    )

@@ -1,0 +1,102 @@
+"""Route, feedback and error replies, as JSON bytes and as protobuf messages.
+
+Reply meta follows Seldon's wrapper: the request's puid, the router's tags and custom
+metrics; plus `routing` for this unit, so feedback can be attributed even when the
+executor does not inject routing (upstream issue 1823).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import orjson
+
+from ..proto import prediction_pb2 as pb
+
+_ORJSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_METRIC_TYPES = {"COUNTER": 0, "GAUGE": 1, "TIMER": 2}
+
+
+def dumps(obj) -> bytes:
+    return orjson.dumps(obj, option=_ORJSON)
+
+
+def reply_meta(puid: str, tags: dict, routing: dict | None = None, metrics: list | None = None) -> dict:
+    out: dict = {}
+    if puid:
+        out["puid"] = puid
+    if tags:
+        out["tags"] = tags
+    if routing:
+        out["routing"] = routing
+    if metrics:
+        out["metrics"] = metrics
+    return out
+
+
+def route_json(child: int, meta: dict) -> bytes:
+    return dumps({"data": {"names": ["t:0"], "ndarray": [[child]]}, "meta": meta})
+
+
+def message_json(meta: dict) -> bytes:
+    return dumps({"meta": meta})
+
+
+def error_json(message: str, reason: str) -> bytes:
+    """Seldon's error body: SeldonMicroserviceException.to_dict()."""
+    return dumps({"status": {"status": 1, "info": message, "code": -1, "reason": reason}})
+
+
+# --- protobuf --------------------------------------------------------------------------
+
+def fill_value(v, x) -> None:
+    """Sets a google.protobuf.Value from a plain (or numpy) Python value."""
+    if x is None:
+        v.null_value = 0
+    elif isinstance(x, bool):
+        v.bool_value = x
+    elif isinstance(x, numbers.Real):
+        v.number_value = float(x)
+    elif isinstance(x, str):
+        v.string_value = x
+    elif isinstance(x, dict):
+        fields = v.struct_value.fields
+        v.struct_value.SetInParent()
+        for k, item in x.items():
+            fill_value(fields[str(k)], item)
+    elif isinstance(x, (list, tuple)) or hasattr(x, "tolist"):
+        items = x.tolist() if hasattr(x, "tolist") else x
+        if not isinstance(items, list):  # a numpy scalar
+            fill_value(v, items)
+            return
+        v.list_value.SetInParent()
+        for item in items:
+            fill_value(v.list_value.values.add(), item)
+    else:
+        v.string_value = str(x)
+
+
+def fill_meta(target, meta: dict) -> None:
+    if meta.get("puid"):
+        target.puid = meta["puid"]
+    for k, x in meta.get("tags", {}).items():
+        fill_value(target.tags[str(k)], x)
+    for k, child in meta.get("routing", {}).items():
+        target.routing[k] = child
+    for m in meta.get("metrics", ()):
+        target.metrics.add(key=str(m["key"]), type=_METRIC_TYPES[m["type"]], value=float(m["value"]),
+                           tags={str(k): str(x) for k, x in m.get("tags", {}).items()})
+
+
+def route_proto(child: int, meta: dict):
+    msg = pb.SeldonMessage()
+    msg.data.names.append("t:0")
+    msg.data.ndarray.values.add().list_value.values.add().number_value = child
+    fill_meta(msg.meta, meta)
+    return msg
+
+
+def message_proto(meta: dict):
+    msg = pb.SeldonMessage()
+    fill_meta(msg.meta, meta)
+    return msg

@@ -1,0 +1,76 @@
+"""One error hierarchy for the whole package.
+
+Routers and the codec raise these; only the transports (server/rest.py, server/grpc.py)
+turn them into HTTP statuses and gRPC codes, so the mapping lives in one place: here.
+The gRPC code is kept as a name so this module needs no grpc import.
+"""
+
+from __future__ import annotations
+
+
+class RouterError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    http_status = 500
+    grpc_code = "INTERNAL"
+    reason = "MICROSERVICE_INTERNAL_ERROR"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(RouterError):
+    """The request (or feedback) is malformed or names something that does not exist."""
+
+    http_status = 400
+    grpc_code = "INVALID_ARGUMENT"
+    reason = "MICROSERVICE_BAD_DATA"
+
+
+class NotFound(RouterError):
+    """No such endpoint, or no route matches the request."""
+
+    http_status = 404
+    grpc_code = "NOT_FOUND"
+    reason = "NOT_FOUND"
+
+
+class MethodNotAllowed(RouterError):
+    http_status = 405
+    grpc_code = "UNIMPLEMENTED"
+    reason = "METHOD_NOT_ALLOWED"
+
+
+class PayloadTooLarge(RouterError):
+    http_status = 413
+    grpc_code = "RESOURCE_EXHAUSTED"
+    reason = "PAYLOAD_TOO_LARGE"
+
+
+class TooManyRequests(RouterError):
+    """More requests in flight than the server was configured to accept."""
+
+    http_status = 429
+    grpc_code = "RESOURCE_EXHAUSTED"
+    reason = "TOO_MANY_REQUESTS"
+
+
+class NotReady(RouterError):
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+    reason = "NOT_READY"
+
+
+class RouterFailed(RouterError):
+    """The router's own code raised, or returned a decision that is not a valid route."""
+
+    http_status = 500
+    grpc_code = "INTERNAL"
+    reason = "MICROSERVICE_INTERNAL_ERROR"
+
+
+class ConfigError(RouterError, ValueError):
+    """Invalid configuration or parameter: stops start-up with a message naming the field."""
+
+    reason = "CONFIG_ERROR"

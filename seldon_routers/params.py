@@ -1,0 +1,127 @@
+"""Router parameters: Seldon's PREDICTIVE_UNIT_PARAMETERS and `--param name=value`,
+turned into typed constructor arguments, checked against the constructor's signature.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from typing import Any, Iterable
+
+from .errors import ConfigError
+
+_TRUE = {"y", "yes", "t", "true", "on", "1"}
+_FALSE = {"n", "no", "f", "false", "off", "0"}
+
+
+def parse_bool(value: str, name: str) -> bool:
+    """Like distutils' strtobool, which Seldon's wrapper uses for BOOL parameters."""
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"parameter {name!r}: {value!r} is not a boolean")
+
+
+_SELDON_TYPES = {"INT": int, "FLOAT": float, "DOUBLE": float, "STRING": str, "BOOL": parse_bool}
+
+
+def from_seldon_json(text: str) -> dict[str, Any]:
+    """Seldon's JSON list of {"name", "value", "type"} to a dict of typed values."""
+    try:
+        items = json.loads(text) if text.strip() else []
+    except ValueError as exc:
+        raise ConfigError(f"parameters: not valid JSON: {exc}") from None
+    if not isinstance(items, list):
+        raise ConfigError("parameters: expected a JSON list of {name, value, type}")
+    out = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or "value" not in item:
+            raise ConfigError(f"parameters[{i}]: expected {{\"name\", \"value\", \"type\"}}, got {item!r}")
+        name, kind = item["name"], str(item.get("type", "STRING")).upper()
+        if kind not in _SELDON_TYPES:
+            raise ConfigError(f"parameter {name!r}: unknown type {kind!r} (one of {', '.join(_SELDON_TYPES)})")
+        convert = _SELDON_TYPES[kind]
+        try:
+            out[name] = convert(item["value"], name) if convert is parse_bool else convert(item["value"])
+        except (TypeError, ValueError):
+            raise ConfigError(f"parameter {name!r}: {item['value']!r} is not a valid {kind}") from None
+    return out
+
+
+def from_pairs(pairs: Iterable[str]) -> dict[str, str]:
+    """Repeated `--param name=value` flags; values stay strings until coerced."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--param {pair!r}: expected name=value")
+        out[name.strip()] = value
+    return out
+
+
+def _coerce(value: Any, annotation: Any, name: str) -> Any:
+    """Converts a string from the command line to the type the constructor declares."""
+    if not isinstance(value, str) or annotation is inspect.Parameter.empty:
+        return value
+    options = typing.get_args(annotation) if typing.get_origin(annotation) is typing.Union else (annotation,)
+    if str in options:
+        return value
+    for option in options:
+        try:
+            if option is bool:
+                return parse_bool(value, name)
+            if option in (int, float):
+                return option(value)
+            if option in (list, dict):
+                parsed = json.loads(value)
+                if isinstance(parsed, option):
+                    return parsed
+        except (ValueError, ConfigError):
+            continue
+    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options if o is not type(None))
+    raise ConfigError(f"parameter {name!r}: {value!r} is not a valid {expected}")
+
+
+def build(cls: type, params: dict[str, Any]):
+    """Instantiates `cls(**params)`, naming the parameter at fault when one is wrong."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # unresolvable annotations: take strings as they are
+        hints = {}
+    signature = inspect.signature(cls.__init__)
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    kwargs = {}
+    for name, value in params.items():
+        if name not in signature.parameters and not accepts_any:
+            known = [p for p in signature.parameters if p != "self"]
+            raise ConfigError(f"parameter {name!r}: {cls.__qualname__} takes no such parameter "
+                              f"(it takes: {', '.join(known) or 'none'})")
+        kwargs[name] = _coerce(value, hints.get(name, inspect.Parameter.empty), name)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{cls.__qualname__}: invalid parameters: {exc}") from exc
+
+
+def describe(cls: type) -> list[dict]:
+    """The constructor's parameters for `seldon-router list`."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:
+        hints = {}
+    out = []
+    for name, p in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        hint = hints.get(name)
+        type_name = (str(hint).replace("typing.", "") if typing.get_origin(hint)
+                     else getattr(hint, "__name__", "")) if hint else ""
+        out.append({"name": name, "type": type_name,
+                    "default": None if p.default is p.empty else p.default,
+                    "required": p.default is p.empty})
+    return out

@@ -1,0 +1,1 @@
+"""The serving side: one dataplane, thin REST and gRPC transports, one process."""

@@ -1,0 +1,226 @@
+"""The one place both transports call: decode, decide, validate, encode, count, map errors.
+
+Transports hand over raw input (JSON bytes or a protobuf message) and get reply bytes or
+a reply message back; every rule about what a valid call and a valid decision are lives
+here, so REST and gRPC cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import numbers
+import time
+from typing import Any
+
+import orjson
+
+from ..codec import from_json, from_proto, replies
+from ..errors import BadRequest, NotReady, RouterError, RouterFailed, TooManyRequests
+from ..request import Feedback, Request
+from ..router import Decision, Router
+from .metrics import Metrics
+
+log = logging.getLogger("seldon_routers")
+
+
+class _SeldonStyle(Router):
+    """Serves a plain Seldon wrapper class (route/send_feedback, no Router base) as is."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.n_children = getattr(inner, "n_children", None)
+        self.name = type(inner).__name__
+        params = inspect.signature(inner.route).parameters
+        self._takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values()) or "meta" in params
+
+    def decide(self, request: Request):
+        if self._takes_kwargs:
+            return self.inner.route(request.features, request.feature_names, meta=request.meta)
+        return self.inner.route(request.features, request.feature_names)
+
+    @property
+    def learns(self) -> bool:
+        return hasattr(self.inner, "send_feedback")
+
+    def learn(self, feedback: Feedback):
+        req = feedback.request
+        return self.inner.send_feedback(req.features, req.feature_names, feedback.reward, feedback.truth,
+                                        routing=feedback.routing)
+
+    def load(self):
+        getattr(self.inner, "load", lambda: None)()
+
+    def tags(self):
+        return getattr(self.inner, "tags", dict)()
+
+    def metrics(self):
+        return getattr(self.inner, "metrics", list)()
+
+    def state(self):
+        return getattr(self.inner, "state", dict)()
+
+
+def _hook(router: Router, name: str):
+    """An optional hook of the user's object (None when it has none)."""
+    return getattr(router.inner if isinstance(router, _SeldonStyle) else router, name, None)
+
+
+def as_router(obj: Any) -> Router:
+    return obj if isinstance(obj, Router) else _SeldonStyle(obj)
+
+
+def _overrides(router: Router, hook: str) -> bool:
+    if isinstance(router, _SeldonStyle):
+        return hasattr(router.inner, hook)
+    return getattr(type(router), hook) is not getattr(Router, hook)
+
+
+class DataPlane:
+    def __init__(self, router: Any, unit_id: str = "0", router_name: str | None = None,
+                 max_in_flight: int = 0, metrics: Metrics | None = None):
+        self.router = as_router(router)
+        self.unit_id = unit_id
+        self.name = router_name or self.router.describe()
+        self.max_in_flight = max_in_flight
+        self.metrics = metrics or Metrics()
+        self.ready = False
+        self.in_flight = 0
+        # Hooks that cost a call per request only when the router defines them.
+        self._has_tags = _overrides(self.router, "tags")
+        self._has_metrics = _overrides(self.router, "metrics")
+
+    def load(self) -> None:
+        self.router.load()
+        self.ready = True
+
+    # --- the two calls ------------------------------------------------------------------
+
+    async def route(self, request: Request) -> tuple[int, dict]:
+        """Decides, validates the decision, and returns (child, reply meta)."""
+        try:
+            decision = self.router.decide(request)
+            if inspect.isawaitable(decision):
+                decision = await decision
+        except RouterError:
+            raise
+        except Exception as exc:
+            log.exception("router %s failed in route", self.name)
+            raise RouterFailed(f"router {self.name} failed in route: {type(exc).__name__}: {exc}") from exc
+        child, decision_tags = self._check(decision)
+        self.metrics.routed(child)
+        tags = {**self._router_tags(), self.unit_id: {"router": self.name, "route": child, **decision_tags}}
+        return child, replies.reply_meta(request.puid, tags, {self.unit_id: child}, self._router_metrics())
+
+    async def feedback(self, fb: Feedback) -> dict:
+        """Checks the feedback can be attributed, applies it, returns the reply meta."""
+        n = self.router.n_children
+        if self.router.learns:
+            if fb.routing is None:
+                raise BadRequest(f"response.meta.routing: no entry for unit {self.unit_id!r}; router "
+                                 f"{self.name} learns and cannot attribute this reward to a child")
+            if fb.routing < 0 or (n is not None and fb.routing >= n):
+                raise BadRequest(f"response.meta.routing.{self.unit_id}: {fb.routing} is not one of "
+                                 f"this router's children (0..{'' if n is None else n - 1})")
+        try:
+            result = self.router.learn(fb)
+            if inspect.isawaitable(result):
+                await result
+        except RouterError:
+            raise
+        except Exception as exc:
+            log.exception("router %s failed in send_feedback", self.name)
+            raise RouterFailed(f"router {self.name} failed in send_feedback: {type(exc).__name__}: {exc}") from exc
+        self.metrics.fed_back(fb.routing, fb.reward)
+        return replies.reply_meta(fb.request.puid, self._router_tags(), None, self._router_metrics())
+
+    def _check(self, decision) -> tuple[int, dict]:
+        tags: dict = {}
+        if isinstance(decision, Decision):
+            decision, tags = decision.child, dict(decision.tags)
+        if isinstance(decision, bool) or not isinstance(decision, numbers.Integral):
+            raise RouterFailed(f"router {self.name} returned {decision!r} ({type(decision).__name__}); "
+                               "a route must be an integer")
+        child, n = int(decision), self.router.n_children
+        if child < -2 or (n is not None and child >= n):
+            valid = f"-2..{n - 1}" if n is not None else ">= -2"
+            raise RouterFailed(f"router {self.name} returned route {child}, outside {valid}")
+        return child, tags
+
+    def _router_tags(self) -> dict:
+        if not self._has_tags:
+            return {}
+        tags = self.router.tags()
+        if not isinstance(tags, dict):
+            raise RouterFailed(f"router {self.name}: tags() must return a dict")
+        return tags
+
+    def _router_metrics(self) -> list:
+        return self.metrics.custom(self.router.metrics()) if self._has_metrics else []
+
+    # --- transport entry points: raw in, raw out -----------------------------------------
+
+    def _admit(self) -> None:
+        if self.max_in_flight and self.in_flight >= self.max_in_flight:
+            raise TooManyRequests(f"more than {self.max_in_flight} requests in flight; retry later")
+
+    async def call(self, endpoint: str, transport: str, work):
+        """Runs one call: admission, timing, error counting. `work` is a coroutine factory."""
+        if not self.ready:
+            raise NotReady(f"router {self.name} is not ready (loading or shutting down)")
+        self._admit()
+        self.in_flight += 1
+        start = time.perf_counter()
+        try:
+            return await work()
+        except RouterError as exc:
+            self.metrics.failed(endpoint, exc.http_status)
+            raise
+        except Exception as exc:  # a bug of ours: still a clean 500, never a dropped call
+            log.exception("internal error in %s", endpoint)
+            self.metrics.failed(endpoint, 500)
+            raise RouterFailed(f"internal error: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self.in_flight -= 1
+            self.metrics.timer(endpoint, transport).observe(time.perf_counter() - start)
+
+    async def route_json(self, message: object, headers=None, path: str = "", query=None) -> bytes:
+        async def work():
+            req = from_json.request(message, headers, path, query)
+            return replies.route_json(*await self.route(req))
+        return await self.call("route", "rest", work)
+
+    async def feedback_json(self, message: object, headers=None, path: str = "", query=None) -> bytes:
+        async def work():
+            fb = from_json.feedback(message, self.unit_id, headers, path, query)
+            return replies.message_json(await self.feedback(fb))
+        return await self.call("feedback", "rest", work)
+
+    async def route_proto(self, msg, headers=None, path: str = ""):
+        async def work():
+            return replies.route_proto(*await self.route(from_proto.request(msg, headers, path)))
+        return await self.call("route", "grpc", work)
+
+    async def feedback_proto(self, msg, headers=None, path: str = ""):
+        async def work():
+            fb = from_proto.feedback(msg, self.unit_id, headers, path)
+            return replies.message_proto(await self.feedback(fb))
+        return await self.call("feedback", "grpc", work)
+
+    # --- introspection -----------------------------------------------------------------
+
+    def state_json(self) -> bytes:
+        return replies.dumps({"router": self.name, "unit": self.unit_id, "state": self.router.state()})
+
+    def metadata(self) -> dict:
+        init = _hook(self.router, "init_metadata")
+        if init is not None:
+            return init()
+        return {"name": self.name, "versions": [], "platform": "seldon-routers", "inputs": [], "outputs": [],
+                "custom": {"type": "ROUTER", "unit": self.unit_id,
+                           "n_children": self.router.n_children}}
+
+    def health_status(self) -> bytes:
+        hook = _hook(self.router, "health_status")
+        body = {"jsonData": hook()} if hook else {"status": {"status": 0, "code": 0, "info": "ok", "reason": ""}}
+        return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -1,0 +1,79 @@
+"""Prometheus metrics for one router unit, in a registry of its own (no global state)."""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ..errors import RouterFailed
+
+_CUSTOM_KINDS = {"COUNTER", "GAUGE", "TIMER"}
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self._routes = Counter("seldon_router_routes", "Route decisions, by child.", ["child"], registry=r)
+        self._feedback = Counter("seldon_router_feedback", "Feedback applied, by child.", ["child"], registry=r)
+        self._reward = Counter("seldon_router_reward", "Sum of rewards applied, by child.", ["child"], registry=r)
+        self._errors = Counter("seldon_router_errors", "Rejected or failed calls.",
+                               ["endpoint", "code"], registry=r)
+        self._seconds = Histogram("seldon_router_request_seconds", "Time in the dataplane per call.",
+                                  ["endpoint", "transport"], registry=r,
+                                  buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.025, 0.1, 1))
+        self._cache: dict = {}
+        self._custom: dict = {}
+
+    def _child(self, metric, child: int):
+        key = (id(metric), child)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = metric.labels(child=str(child))
+        return found
+
+    def routed(self, child: int) -> None:
+        self._child(self._routes, child).inc()
+
+    def fed_back(self, child, reward: float) -> None:
+        label = -1 if child is None else child
+        self._child(self._feedback, label).inc()
+        if reward:
+            self._child(self._reward, label).inc(reward)
+
+    def failed(self, endpoint: str, code: int) -> None:
+        self._errors.labels(endpoint=endpoint, code=str(code)).inc()
+
+    def timer(self, endpoint: str, transport: str):
+        key = (endpoint, transport)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self._seconds.labels(endpoint=endpoint, transport=transport)
+        return found
+
+    def custom(self, items) -> list:
+        """Validates a router's metrics() (Seldon's format) and records it; returns the list."""
+        if not isinstance(items, (list, tuple)):
+            raise RouterFailed(f"metrics() must return a list, got {type(items).__name__}")
+        for m in items:
+            if not isinstance(m, dict) or m.get("type") not in _CUSTOM_KINDS or "key" not in m \
+                    or not isinstance(m.get("value"), (int, float)) or isinstance(m.get("value"), bool):
+                raise RouterFailed(f"metrics(): each item needs type COUNTER|GAUGE|TIMER, key and a "
+                                   f"numeric value, got {m!r}")
+            name = "seldon_router_custom_" + re.sub(r"[^a-zA-Z0-9_]", "_", str(m["key"]))
+            metric = self._custom.get(name)
+            if metric is not None and metric[0] != m["type"]:
+                raise RouterFailed(f"metrics(): key {m['key']!r} changed type to {m['type']}")
+            metric = metric and metric[1]
+            if metric is None:
+                kind = {"COUNTER": Counter, "GAUGE": Gauge, "TIMER": Histogram}[m["type"]]
+                metric = kind(name, f"Custom metric {m['key']} from the router.", registry=self.registry)
+                self._custom[name] = (m["type"], metric)
+            if m["type"] == "COUNTER":
+                metric.inc(m["value"])
+            elif m["type"] == "GAUGE":
+                metric.set(m["value"])
+            else:
+                metric.observe(m["value"] / 1000.0)  # Seldon's TIMER values are milliseconds
+        return list(items)

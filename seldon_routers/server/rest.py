@@ -1,0 +1,158 @@
+"""REST: Seldon's endpoints as a bare ASGI app (uvicorn), each handler a few lines into the
+dataplane. server/flask.py mounts the same handlers in a Flask app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+
+from ..codec import from_json, replies
+from ..codec.common import header_map
+from ..errors import MethodNotAllowed, NotFound, NotReady, PayloadTooLarge, RouterError
+from .dataplane import DataPlane
+
+JSON = "application/json"
+DEFAULT_MAX_BODY = 16 * 1024 * 1024  # bytes; gRPC's receive limit is set to the same
+
+
+@dataclass
+class Call:
+    """One HTTP request, as either adapter sees it."""
+
+    method: str
+    path: str
+    body: bytes = b""
+    content_type: str = ""
+    headers: dict = field(default_factory=dict)
+    query: dict = field(default_factory=dict)
+
+
+async def _route(dp: DataPlane, call: Call):
+    message = from_json.load_body(call.body, call.content_type, call.query)
+    return 200, JSON, await dp.route_json(message, call.headers, call.path, call.query)
+
+
+async def _feedback(dp: DataPlane, call: Call):
+    message = from_json.load_body(call.body, call.content_type, call.query)
+    return 200, JSON, await dp.feedback_json(message, call.headers, call.path, call.query)
+
+
+async def _ping(dp, call):
+    return 200, "text/plain", b"pong"
+
+
+async def _live(dp, call):
+    return 200, JSON, b'{"status":"alive"}'
+
+
+async def _ready(dp, call):
+    if not dp.ready:
+        raise NotReady("router is not ready (loading or shutting down)")
+    return 200, JSON, b'{"status":"ready"}'
+
+
+async def _health_status(dp, call):
+    return 200, JSON, dp.health_status()
+
+
+async def _metadata(dp, call):
+    return 200, JSON, replies.dumps(dp.metadata())
+
+
+async def _state(dp, call):
+    return 200, JSON, dp.state_json()
+
+
+_FEEDBACK = ({"POST"}, _feedback)
+_HEALTH = ({"GET"}, _health_status)
+_METADATA = ({"GET"}, _metadata)
+ENDPOINTS = {
+    "/route": ({"POST", "GET"}, _route),
+    "/send-feedback": _FEEDBACK,
+    "/api/v1.0/feedback": _FEEDBACK,
+    "/api/v0.1/feedback": _FEEDBACK,
+    "/health/ping": ({"GET"}, _ping),
+    "/health/status": _HEALTH,
+    "/api/v1.0/health/status": _HEALTH,
+    "/metadata": _METADATA,
+    "/api/v1.0/metadata": _METADATA,
+    "/live": ({"GET"}, _live),
+    "/ready": ({"GET"}, _ready),
+    "/state": ({"GET"}, _state),
+}
+
+
+def parse_query(raw: str) -> dict:
+    return parse_qs(raw, keep_blank_values=True) if raw else {}
+
+
+async def handle(dp: DataPlane, call: Call) -> tuple[int, str, bytes]:
+    """Dispatches one call; every error becomes Seldon's status JSON with its HTTP code."""
+    try:
+        entry = ENDPOINTS.get(call.path.rstrip("/") or "/")
+        if entry is None:
+            raise NotFound(f"no endpoint {call.path}; see /route, /send-feedback, /health/ping")
+        methods, handler = entry
+        if call.method not in methods and not (call.method == "HEAD" and "GET" in methods):
+            raise MethodNotAllowed(f"{call.method} is not allowed on {call.path}; use {' or '.join(sorted(methods))}")
+        return await handler(dp, call)
+    except RouterError as exc:
+        return exc.http_status, JSON, replies.error_json(exc.message, exc.reason)
+
+
+class RestApp:
+    """The ASGI application: reads the body (bounded), calls `handle`, writes the reply."""
+
+    def __init__(self, dp: DataPlane, max_body_size: int = DEFAULT_MAX_BODY):
+        self.dp = dp
+        self.max_body_size = max_body_size
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            return await _lifespan(receive, send)
+        if scope["type"] != "http":
+            return
+        headers = header_map(scope["headers"])
+        query = parse_query(scope["query_string"].decode("latin-1"))
+        try:
+            body = await self._body(headers, receive)
+            call = Call(scope["method"], scope["path"], body, headers.get("content-type", ""), headers, query)
+            status, content_type, reply = await handle(self.dp, call)
+        except PayloadTooLarge as exc:
+            status, content_type, reply = exc.http_status, JSON, replies.error_json(exc.message, exc.reason)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", content_type.encode()),
+                                (b"content-length", str(len(reply)).encode())]})
+        await send({"type": "http.response.body", "body": reply})
+
+    async def _body(self, headers: dict, receive) -> bytes:
+        limit = self.max_body_size
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"body: {declared} bytes is over the limit of {limit}")
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body: over the limit of {limit} bytes")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _lifespan(receive, send):
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+__all__ = ["RestApp", "Call", "handle", "ENDPOINTS"]
