@@ -7,7 +7,7 @@ router never knows or cares which transport carried the request.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 # Which SeldonMessage form carried the data; "" when the message had none.
 DATA_KINDS = ("ndarray", "tensor", "tftensor", "strData", "binData", "jsonData", "customData")
@@ -20,6 +20,42 @@ class CustomData:
 
     type_url: str
     value: bytes
+
+
+class Headers(Mapping):
+    """Request headers, built from the transport's raw pairs only when a router reads them:
+    lower-case names, repeated names joined by "," (Envoy's rule)."""
+
+    __slots__ = ("_pairs", "_map")
+
+    def __init__(self, pairs=()):
+        self._pairs = pairs
+        self._map = None
+
+    def _built(self) -> dict:
+        if self._map is None:
+            out: dict = {}
+            for name, value in self._pairs:
+                if isinstance(name, bytes):
+                    name = name.decode("latin-1")
+                if isinstance(value, bytes):  # ASGI headers, gRPC "-bin" metadata
+                    value = value.decode("latin-1")
+                name = name.lower()
+                out[name] = f"{out[name]},{value}" if name in out else value
+            self._map = out
+        return self._map
+
+    def __getitem__(self, name: str) -> str:
+        return self._built()[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+    def __repr__(self) -> str:
+        return f"Headers({self._built()!r})"
 
 
 def empty_meta() -> dict:
@@ -41,7 +77,7 @@ class Request:
     feature_names: list = field(default_factory=list)
     kind: str = ""
     meta: dict = field(default_factory=empty_meta)
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=Headers)
     path: str = ""
     query: Mapping[str, list] = field(default_factory=dict)
 

@@ -9,8 +9,7 @@ in Seldon's own environment (numpy<2, protobuf<4, Flask<3).
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Mapping, Union
+from typing import Any, Awaitable, Mapping, NamedTuple, Optional, Union
 
 from .request import Feedback, Request
 
@@ -18,12 +17,12 @@ ALL_CHILDREN = -1  # send the request to every child
 NO_CHILDREN = -2  # send it to none: the request itself is the response
 
 
-@dataclass(frozen=True)
-class Decision:
-    """A route plus the tags that explain it (chosen arm, its name, its probability...)."""
+class Decision(NamedTuple):
+    """A route plus the tags that explain it (chosen arm, its name, its probability...).
+    A tuple, because one is made per request."""
 
     child: int
-    tags: Mapping[str, Any] = field(default_factory=dict)
+    tags: Optional[Mapping[str, Any]] = None
 
 
 class Router:

@@ -28,14 +28,3 @@ def routing_for(meta: dict, unit_id: str):
     """The child this unit chose for a request, from a response's meta.routing."""
     return meta.get("routing", {}).get(unit_id)
 
-
-def header_map(pairs) -> dict:
-    """(name, value) pairs -> {lower-case name: value}, repeated names joined by ","
-    (Envoy's rule), for HTTP headers and gRPC metadata alike."""
-    out: dict = {}
-    for name, value in pairs:
-        if isinstance(name, bytes):
-            name, value = name.decode("latin-1"), value.decode("latin-1")
-        name = name.lower()
-        out[name] = f"{out[name]},{value}" if name in out else value
-    return out

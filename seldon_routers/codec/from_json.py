@@ -143,15 +143,22 @@ def _data(value, field: str):
 def request(message, headers=None, path: str = "", query=None, field: str = "") -> Request:
     """A SeldonMessage (decoded JSON) -> Request."""
     prefix = f"{field}." if field else ""
-    _obj(message, field or "body")
-    present = [k for k in DATA_FIELDS if k in message and (message[k] is not None or k == "jsonData")]
-    if len(present) > 1:
-        raise BadRequest(f"{field or 'body'}: only one of {', '.join(DATA_FIELDS)} may be set, got {present}")
-    req = Request(meta=meta(message.get("meta"), prefix + "meta"), headers=headers or {},
-                  path=path, query=query or {})
-    if not present:
+    if type(message) is not dict:
+        _obj(message, field or "body")
+    kind = None
+    for name in DATA_FIELDS:
+        if name in message and (message[name] is not None or name == "jsonData"):
+            if kind is not None:
+                raise BadRequest(f"{field or 'body'}: only one of {', '.join(DATA_FIELDS)} may be set, "
+                                 f"got {kind} and {name}")
+            kind = name
+    raw_meta = message.get("meta")
+    req = Request(meta=empty_meta() if raw_meta is None else meta(raw_meta, prefix + "meta"), path=path,
+                  query=query or {})
+    if headers is not None:
+        req.headers = headers
+    if kind is None:
         return req
-    kind = present[0]
     value = message[kind]
     if kind == "data":
         req.kind, req.features, req.feature_names = _data(value, prefix + "data")

@@ -36,7 +36,9 @@ def meta(m) -> dict:
 
 
 def request(msg, headers=None, path: str = "") -> Request:
-    req = Request(meta=meta(msg.meta), headers=headers or {}, path=path)
+    req = Request(meta=meta(msg.meta), path=path)
+    if headers is not None:
+        req.headers = headers
     kind = msg.WhichOneof("data_oneof")
     if kind is None:
         return req

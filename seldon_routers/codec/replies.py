@@ -8,6 +8,7 @@ executor does not inject routing (upstream issue 1823).
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 
 import orjson
 
@@ -17,8 +18,14 @@ _ORJSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 _METRIC_TYPES = {"COUNTER": 0, "GAUGE": 1, "TIMER": 2}
 
 
+def _default(obj):
+    if isinstance(obj, Mapping):  # e.g. the read-only tags built-in routers keep ready-made
+        return dict(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
 def dumps(obj) -> bytes:
-    return orjson.dumps(obj, option=_ORJSON)
+    return orjson.dumps(obj, default=_default, option=_ORJSON)
 
 
 def reply_meta(puid: str, tags: dict, routing: dict | None = None, metrics: list | None = None) -> dict:
@@ -59,7 +66,7 @@ def fill_value(v, x) -> None:
         v.number_value = float(x)
     elif isinstance(x, str):
         v.string_value = x
-    elif isinstance(x, dict):
+    elif isinstance(x, Mapping):
         fields = v.struct_value.fields
         v.struct_value.SetInParent()
         for k, item in x.items():

@@ -52,7 +52,7 @@ class ABTest(Router):
         self._cumulative[last:] = [1.0] * (self.n_children - last)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
-        # Ready-made tags per child: the decision is the only per-request work.
+        # Ready-made tags per child (never mutated): the draw is the only per-request work.
         self._tags = [
             {"route": i, "branch": name, "propensity": w}
             for i, (name, w) in enumerate(zip(self.branch_names, self.weights))

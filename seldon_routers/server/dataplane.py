@@ -109,7 +109,10 @@ class DataPlane:
             raise RouterFailed(f"router {self.name} failed in route: {type(exc).__name__}: {exc}") from exc
         child, decision_tags = self._check(decision)
         self.metrics.routed(child)
-        tags = {**self._router_tags(), self.unit_id: {"router": self.name, "route": child, **decision_tags}}
+        # The decision's tags go under this unit's id, so routers in one graph never collide.
+        tags = {self.unit_id: decision_tags or {"route": child}}
+        if self._has_tags:
+            tags = {**self._router_tags(), **tags}
         return child, replies.reply_meta(request.puid, tags, {self.unit_id: child}, self._router_metrics())
 
     async def feedback(self, fb: Feedback) -> dict:
@@ -134,11 +137,11 @@ class DataPlane:
         self.metrics.fed_back(fb.routing, fb.reward)
         return replies.reply_meta(fb.request.puid, self._router_tags(), None, self._router_metrics())
 
-    def _check(self, decision) -> tuple[int, dict]:
-        tags: dict = {}
-        if isinstance(decision, Decision):
-            decision, tags = decision.child, dict(decision.tags)
-        if isinstance(decision, bool) or not isinstance(decision, numbers.Integral):
+    def _check(self, decision) -> tuple[int, Any]:
+        tags = None
+        if type(decision) is Decision:
+            decision, tags = decision.child, decision.tags
+        if type(decision) is not int and (isinstance(decision, bool) or not isinstance(decision, numbers.Integral)):
             raise RouterFailed(f"router {self.name} returned {decision!r} ({type(decision).__name__}); "
                                "a route must be an integer")
         child, n = int(decision), self.router.n_children

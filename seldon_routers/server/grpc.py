@@ -8,9 +8,9 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from ..codec.common import header_map
-from ..errors import RouterError
+from ..errors import ConfigError, RouterError
 from ..proto import prediction_pb2 as pb
+from ..request import Headers
 from .dataplane import DataPlane
 
 
@@ -24,7 +24,7 @@ def _unary(dp: DataPlane, path: str, message_cls, call):
         except DecodeError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid {message_cls.__name__}: {exc}")
         try:
-            reply = await call(msg, header_map(context.invocation_metadata() or ()), path)
+            reply = await call(msg, Headers(context.invocation_metadata() or ()), path)
         except RouterError as exc:
             await context.abort(grpc.StatusCode[exc.grpc_code], exc.message)
         return reply.SerializeToString()
@@ -52,8 +52,10 @@ async def start(dp: DataPlane, host: str, port: int, max_message: int):
     server.add_generic_rpc_handlers(handlers(dp))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if server.add_insecure_port(f"{host}:{port}") == 0:
-        raise OSError(f"gRPC: cannot listen on {host}:{port}")
+    try:
+        server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # grpc's only signal for a port that cannot be bound
+        raise ConfigError(f"--grpc-port: cannot listen on {host}:{port} (already in use?)") from None
     await server.start()
     return server, health_servicer
 

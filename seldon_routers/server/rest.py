@@ -4,12 +4,13 @@ dataplane. server/flask.py mounts the same handlers in a Flask app."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 from urllib.parse import parse_qs
 
 
 from ..codec import from_json, replies
-from ..codec.common import header_map
 from ..errors import MethodNotAllowed, NotFound, NotReady, PayloadTooLarge, RouterError
+from ..request import Headers
 from .dataplane import DataPlane
 
 JSON = "application/json"
@@ -24,7 +25,7 @@ class Call:
     path: str
     body: bytes = b""
     content_type: str = ""
-    headers: dict = field(default_factory=dict)
+    headers: Mapping = field(default_factory=Headers)
     query: dict = field(default_factory=dict)
 
 
@@ -113,11 +114,17 @@ class RestApp:
             return await _lifespan(receive, send)
         if scope["type"] != "http":
             return
-        headers = header_map(scope["headers"])
+        content_type = content_length = b""
+        for name, value in scope["headers"]:  # ASGI gives lower-case names
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                content_length = value
         query = parse_query(scope["query_string"].decode("latin-1"))
         try:
-            body = await self._body(headers, receive)
-            call = Call(scope["method"], scope["path"], body, headers.get("content-type", ""), headers, query)
+            body = await self._body(content_length, receive)
+            call = Call(scope["method"], scope["path"], body, content_type.decode("latin-1"),
+                        Headers(scope["headers"]), query)
             status, content_type, reply = await handle(self.dp, call)
         except PayloadTooLarge as exc:
             status, content_type, reply = exc.http_status, JSON, replies.error_json(exc.message, exc.reason)
@@ -126,11 +133,10 @@ class RestApp:
                                 (b"content-length", str(len(reply)).encode())]})
         await send({"type": "http.response.body", "body": reply})
 
-    async def _body(self, headers: dict, receive) -> bytes:
+    async def _body(self, declared: bytes, receive) -> bytes:
         limit = self.max_body_size
-        declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"body: {declared} bytes is over the limit of {limit}")
+            raise PayloadTooLarge(f"body: {int(declared)} bytes is over the limit of {limit}")
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
