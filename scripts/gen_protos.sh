@@ -4,9 +4,9 @@
 # claims (protobuf 4.25 to 7.x; tests/proto checks both ends), which newer protoc does not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv="${GEN_PROTOS_VENV:-/tmp/seldon-routers-protoc}"
+venv="${GEN_PROTOS_VENV:-$PWD/.cache/protoc-grpcio-tools-1.62.3}"
 [ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q grpcio-tools==1.62.3; }
-out=seldon_routers/proto
+out="${GEN_PROTOS_OUT:-seldon_routers/proto}"
 "$venv/bin/python" -m grpc_tools.protoc -Iprotos --python_out="$out" \
   protos/prediction.proto protos/tensorflow/core/framework/tensor.proto
 mv "$out/tensorflow/core/framework/tensor_pb2.py" "$out/tensor_pb2.py"

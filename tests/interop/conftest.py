@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 # tests/servers.py (the lead's helpers for our own server) lives one level up.
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from seldon_peers import REPO  # noqa: E402
 
 BUILD_TIMEOUT_S = 900  # the first build downloads seldon-core and its ~30 pinned deps
 

@@ -18,6 +18,7 @@ import requests
 from servers import free_port
 
 SELDON_SIDE = Path(__file__).resolve().parent / "seldon_side.py"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def peer_env(**extra: str) -> dict:

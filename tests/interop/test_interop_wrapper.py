@@ -1,0 +1,99 @@
+"""Our router classes served by Seldon's own python wrapper, `seldon-core-microservice`,
+from the Seldon venv: the REST endpoints, the gRPC Router and Generic services (called with
+the venv's own generated stubs) and feedback carrying a routing."""
+
+import json
+from collections import Counter
+
+import pytest
+import requests
+from seldon_peers import route_value, seldon_microservice, seldon_side
+
+pytestmark = pytest.mark.peers
+
+UNIT = "myrouter"
+
+
+def params(**kv):
+    """Seldon's PREDICTIVE_UNIT_PARAMETERS form: values are strings, with a declared type."""
+    types = {int: "INT", float: "FLOAT", str: "STRING", bool: "BOOL"}
+    return [{"name": k, "value": str(v), "type": types[type(v)]} for k, v in kv.items()]
+
+
+# Every built-in router class, as the wrapper would be given it. n_children bounds the
+# routes it may return; add each new built-in here.
+ROUTERS = [
+    pytest.param(("seldon_routers.ABTest", params(n_branches=3, weights="0.5:0.3:0.2", seed=7), 3),
+                 id="ABTest"),
+]
+
+REQUEST = {"data": {"names": ["a", "b"], "ndarray": [[1.0, 2.0]]}}
+
+
+@pytest.fixture(scope="module", params=ROUTERS)
+def wrapped(request, seldon_venv):
+    interface, parameters, n_children = request.param
+    with seldon_microservice(seldon_venv, interface, parameters, unit_id=UNIT) as ms:
+        ms.n_children = n_children
+        yield ms
+
+
+def assert_route(ms, reply: requests.Response) -> int:
+    assert reply.status_code == 200, f"{reply.status_code} {reply.text}\n{ms.log()}"
+    route = route_value(reply.json())
+    assert 0 <= route < ms.n_children
+    return route
+
+
+def test_rest_route_all_body_forms(wrapped):
+    body = json.dumps(REQUEST)
+    assert_route(wrapped, requests.post(wrapped.url + "/route", json=REQUEST, timeout=10))
+    assert_route(wrapped, requests.post(wrapped.url + "/route", data={"json": body}, timeout=10))
+    assert_route(wrapped, requests.post(wrapped.url + "/route", params={"json": body}, timeout=10))
+
+
+@pytest.mark.parametrize("path", ["/send-feedback", "/api/v1.0/feedback", "/api/v0.1/feedback"])
+def test_rest_feedback_with_routing(wrapped, path):
+    route = assert_route(wrapped, requests.post(wrapped.url + "/route", json=REQUEST, timeout=10))
+    # What the executor sends: the wrapper hands response.meta.routing[PREDICTIVE_UNIT_ID]
+    # to send_feedback(routing=...).
+    feedback = {"request": REQUEST, "response": {"meta": {"routing": {UNIT: route}}}, "reward": 1.0}
+    reply = requests.post(wrapped.url + path, json=feedback, timeout=10)
+    assert reply.status_code == 200, f"{reply.text}\n{wrapped.log()}"
+    assert reply.json().get("status", {}).get("status", "SUCCESS") in ("SUCCESS", 0)
+
+
+def test_rest_health_and_metadata(wrapped):
+    # These call the class's optional hooks (health_status, metrics, tags, init_metadata).
+    for path in ("/health/status", "/metadata"):
+        reply = requests.get(wrapped.url + path, timeout=10)
+        assert reply.status_code == 200, f"{path}: {reply.text}\n{wrapped.log()}"
+
+
+@pytest.mark.parametrize("service", ["Router", "Generic"])
+def test_grpc_route_and_feedback(wrapped, seldon_python, service):
+    replies = seldon_side(seldon_python, "stub", "--target", wrapped.grpc_target, "--service", service,
+                          "--method", "Route", "--json", json.dumps(REQUEST), "--repeat", "5")
+    routes = []
+    for reply in replies:
+        assert "error" not in reply, f"{reply}\n{wrapped.log()}"
+        routes.append(route_value(reply))
+    assert all(0 <= r < wrapped.n_children for r in routes), routes
+    feedback = {"request": REQUEST, "response": {"meta": {"routing": {UNIT: routes[0]}}}, "reward": 1.0}
+    [reply] = seldon_side(seldon_python, "stub", "--target", wrapped.grpc_target, "--service", service,
+                          "--method", "SendFeedback", "--json", json.dumps(feedback))
+    assert "error" not in reply, f"{reply}\n{wrapped.log()}"
+
+
+def test_ab_test_weights_respected(seldon_venv):
+    weights = [0.5, 0.3, 0.2]
+    n = 300
+    parameters = params(n_branches=3, weights=":".join(map(str, weights)), seed=11)
+    with seldon_microservice(seldon_venv, "seldon_routers.ABTest", parameters, unit_id=UNIT) as ms:
+        ms.n_children = 3
+        with requests.Session() as s:
+            counts = Counter(assert_route(ms, s.post(ms.url + "/route", json=REQUEST, timeout=10))
+                             for _ in range(n))
+    # 0.1 is more than 3 standard deviations of a share over 300 draws (at most 0.029).
+    for child, w in enumerate(weights):
+        assert abs(counts[child] / n - w) < 0.1, counts

@@ -1,0 +1,153 @@
+"""Real servers for the transport tests, started once per session.
+
+Processes (`seldon-router serve`, as users run it), started in parallel:
+  echo      tests/server/echo_router.EchoRouter  (learns, n_children=2)
+  scripted  echo_router.ScriptedRouter           (returns the decision a request asks for)
+  small     EchoRouter with --max-body-size 1000
+In-process, for the Flask adapter: the same three routers behind
+`seldon_routers.server.flask.create_app`, each on a werkzeug server in a thread.
+
+The `rest` fixture is parametrised over both backends, so every REST test runs against
+uvicorn (the process) and Flask with the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+import requests
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+for p in (HERE, HERE.parent):  # echo_router (here) and servers (tests/, the lead's helpers)
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+from servers import RouterProcess, free_port, start_router  # noqa: E402
+
+import echo_router  # noqa: E402
+
+SMALL_BODY = 1000
+
+
+def router_env() -> dict:
+    """Environment for a server process that imports echo_router by path."""
+    path = os.pathsep.join(filter(None, [str(HERE), str(REPO), os.environ.get("PYTHONPATH", "")]))
+    return {"PYTHONPATH": path}
+
+
+def serve(*args: str) -> RouterProcess:
+    return start_router(*args, env=router_env(), cwd=str(REPO))
+
+
+@dataclass
+class Backend:
+    """One REST server set: base URLs of the echo, scripted and small-body routers."""
+
+    name: str
+    url: str
+    scripted_url: str
+    small_url: str
+
+    def state(self) -> dict:
+        r = requests.get(self.url + "/state", timeout=5)
+        assert r.status_code == 200, r.text
+        return r.json()["state"]
+
+
+@pytest.fixture(scope="session")
+def processes():
+    """The three router processes, started concurrently (each takes ~2 s to come up)."""
+    specs = {
+        "echo": ("echo_router.EchoRouter", "--unit-id", "echo"),
+        "scripted": ("echo_router.ScriptedRouter", "--unit-id", "scripted"),
+        "small": ("echo_router.EchoRouter", "--unit-id", "echo", "--max-body-size", str(SMALL_BODY)),
+    }
+    with ThreadPoolExecutor(len(specs)) as pool:
+        futures = {name: pool.submit(serve, *args) for name, args in specs.items()}
+        started, errors = {}, []
+        for name, future in futures.items():
+            try:
+                started[name] = future.result()
+            except Exception as exc:  # noqa: BLE001  stop the others before failing
+                errors.append(f"{name}: {exc}")
+    try:
+        if errors:
+            raise RuntimeError("could not start router processes: " + "; ".join(errors))
+        yield started
+    finally:
+        for rp in started.values():
+            rp.stop()
+
+
+class _ThreadedWerkzeug:
+    def __init__(self, app):
+        from werkzeug.serving import make_server
+
+        self.port = free_port()
+        self.server = make_server("127.0.0.1", self.port, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def flask_servers():
+    from seldon_routers.server.flask import create_app
+
+    servers = {
+        "echo": _ThreadedWerkzeug(create_app(echo_router.EchoRouter(), unit_id="echo")),
+        "scripted": _ThreadedWerkzeug(create_app(echo_router.ScriptedRouter(), unit_id="scripted")),
+        "small": _ThreadedWerkzeug(create_app(echo_router.EchoRouter(), unit_id="echo",
+                                              max_body_size=SMALL_BODY)),
+    }
+    yield servers
+    for s in servers.values():
+        s.stop()
+
+
+@pytest.fixture(scope="session", params=["uvicorn", "flask"])
+def rest(request) -> Backend:
+    if request.param == "uvicorn":
+        servers = request.getfixturevalue("processes")
+    else:
+        servers = request.getfixturevalue("flask_servers")
+    return Backend(request.param, servers["echo"].url, servers["scripted"].url, servers["small"].url)
+
+
+@pytest.fixture(scope="session")
+def echo(processes) -> RouterProcess:
+    return processes["echo"]
+
+
+@pytest.fixture(scope="session")
+def echo_channel(echo):
+    with grpc.insecure_channel(echo.grpc_target) as channel:
+        grpc.channel_ready_future(channel).result(timeout=10)
+        yield channel
+
+
+@pytest.fixture(scope="session")
+def scripted_channel(processes):
+    with grpc.insecure_channel(processes["scripted"].grpc_target) as channel:
+        yield channel
+
+
+@pytest.fixture(scope="session")
+def small_channel(processes):
+    with grpc.insecure_channel(processes["small"].grpc_target) as channel:
+        yield channel

@@ -1,0 +1,80 @@
+"""The `seldon-router` command as users run it: real processes, real ports."""
+
+import json
+import os
+import subprocess
+import sys
+
+import requests
+
+from servers import free_port, running_router
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(*args, env=None, timeout=30):
+    return subprocess.run([sys.executable, "-m", "seldon_routers.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=ROOT, timeout=timeout)
+
+
+def test_list_shows_builtins_with_their_parameters():
+    out = cli("list")
+    assert out.returncode == 0
+    assert "ab-test" in out.stdout and "n_branches" in out.stdout and "weights" in out.stdout
+
+
+def test_bad_parameter_stops_startup_naming_it():
+    out = cli("serve", "ab-test", "--param", "n_branches=three")
+    assert out.returncode == 2
+    assert "n_branches" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bad_seldon_parameters_from_the_environment_stop_startup():
+    out = cli("serve", "ab-test", env={"PREDICTIVE_UNIT_PARAMETERS": '[{"name":"weights","value":"1:-2","type":"STRING"}]'})
+    assert out.returncode == 2 and "weights" in out.stderr
+
+
+def test_unknown_router_stops_startup():
+    out = cli("serve", "no-such-router")
+    assert out.returncode == 2 and "no-such-router" in out.stderr
+
+
+def test_port_in_use_stops_startup_naming_the_port():
+    with running_router("ab-test") as taken:
+        out = cli("serve", "ab-test", "--host", "127.0.0.1", "--http-port", str(free_port()),
+                  "--grpc-port", str(taken.grpc_port), "--metrics-port", str(free_port()))
+    assert out.returncode == 2 and "--grpc-port" in out.stderr
+
+
+def test_seldon_environment_configures_the_unit():
+    env = {"PREDICTIVE_UNIT_ID": "my-router",
+           "PREDICTIVE_UNIT_PARAMETERS": json.dumps([{"name": "n_branches", "value": "3", "type": "INT"},
+                                                     {"name": "weights", "value": "0:0:1", "type": "STRING"}])}
+    with running_router("ab-test", env=env) as r:
+        reply = requests.post(r.url + "/route", json={"data": {"ndarray": [[1, 2]]}}).json()
+    assert reply["data"]["ndarray"] == [[2]]
+    assert reply["meta"]["routing"] == {"my-router": 2}
+
+
+def test_ports_come_from_seldon_variables_when_no_flag_is_given():
+    http, grpc_, metrics = free_port(), free_port(), free_port()
+    env = {"PREDICTIVE_UNIT_HTTP_SERVICE_PORT": str(http), "PREDICTIVE_UNIT_GRPC_SERVICE_PORT": str(grpc_),
+           "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(metrics)}
+    proc = subprocess.Popen([sys.executable, "-m", "seldon_routers.cli", "serve", "ab-test", "--host", "127.0.0.1"],
+                            env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        from servers import wait_http
+        wait_http(f"http://127.0.0.1:{http}/ready", proc)
+        assert requests.get(f"http://127.0.0.1:{metrics}/metrics").status_code == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0
+
+
+def test_custom_router_by_import_path_both_spellings():
+    for spec in ("examples.custom.my_router.MyRouter", "examples.custom.my_router:MyRouter"):
+        with running_router(spec, cwd=ROOT) as r:
+            wide = requests.post(r.url + "/route", json={"data": {"ndarray": [[1, 2, 3, 4]]}}).json()
+            narrow = requests.post(r.url + "/route", json={"data": {"ndarray": [[1, 2]]}}).json()
+        assert wide["data"]["ndarray"] == [[0]] and narrow["data"]["ndarray"] == [[1]]
