@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-# tests/servers.py (the lead's helpers for our own server) lives one level up.
+# tests/servers.py (helpers that start our own server) lives one level up.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from seldon_peers import REPO  # noqa: E402

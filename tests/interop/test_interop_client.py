@@ -20,7 +20,7 @@ def router():
 
 @pytest.mark.parametrize("payload", ["tensor", "ndarray", "json", "str"])
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
-def test_seldon_client_route_then_feedback(router, seldon_python, transport, payload):
+def test_seldon_client_route_then_feedback(seldon_python, router, transport, payload):
     endpoint = f"127.0.0.1:{router.grpc_port if transport == 'grpc' else router.http_port}"
     out = seldon_side(seldon_python, "client", "--endpoint", endpoint, "--transport", transport,
                       "--payload", payload)

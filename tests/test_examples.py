@@ -1,0 +1,51 @@
+"""Example SeldonDeployment graphs: valid against Seldon's CRD schema, and every router
+unit's parameters are accepted by the router class its image serves."""
+
+import glob
+import json
+import os
+
+import jsonschema
+import pytest
+import yaml
+
+from seldon_routers import params, registry
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CRD = os.path.join(ROOT, "..", "shared", "seldon", "seldondeployments.machinelearning.seldon.io.crd.yaml")
+EXAMPLES = sorted(glob.glob(os.path.join(ROOT, "examples", "**", "seldondeployment*.yaml"), recursive=True))
+
+
+@pytest.fixture(scope="module")
+def schema():
+    if not os.path.exists(CRD):
+        pytest.skip("Seldon's CRD schema (../shared/seldon) is not beside this checkout")
+    with open(CRD) as f:
+        crd = yaml.safe_load(f)
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def units(graph):
+    yield graph
+    for child in graph.get("children", []):
+        yield from units(child)
+
+
+def test_there_are_examples():
+    assert EXAMPLES
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=os.path.basename)
+def test_example_is_a_valid_seldondeployment(path, schema):
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    jsonschema.validate(doc, schema)
+    for predictor in doc["spec"]["predictors"]:
+        routers = [u for u in units(predictor["graph"]) if u.get("type") == "ROUTER"]
+        assert routers, "an example graph here shows a router"
+        for unit in routers:
+            env = {e["name"]: e.get("value") for c in predictor["componentSpecs"] for cont in c["spec"]["containers"]
+                   if cont["name"] == unit["name"] for e in cont.get("env", [])}
+            cls = registry.resolve(env.get("ROUTER", "ab-test"))
+            router = params.build(cls, params.from_seldon_json(json.dumps(unit.get("parameters", []))))
+            assert router.n_children in (None, len(unit.get("children", [])))
