@@ -62,8 +62,11 @@ def _router_params(args) -> dict:
 
 
 def serve(args) -> None:
-    from .server.app import Settings, run  # the server stack loads only when serving
-    from .server.dataplane import DataPlane
+    try:  # the server stack loads only when serving
+        from .server.app import Settings, run
+        from .server.dataplane import DataPlane
+    except ImportError as exc:
+        raise ConfigError(f"serving needs the server extra ({exc}): pip install 'seldon-routers[server]'") from None
 
     cls = registry.resolve(args.router)
     router = params.build(cls, _router_params(args))

@@ -4,6 +4,7 @@ Processes (`seldon-router serve`, as users run it), started in parallel:
   echo      tests/server/echo_router.EchoRouter  (learns, n_children=2)
   scripted  echo_router.ScriptedRouter           (returns the decision a request asks for)
   small     EchoRouter with --max-body-size 1000
+  abtest    the built-in ab-test, weights 1:3 over children a, b, seed 3
 In-process, for the Flask adapter: the same three routers behind
 `seldon_routers.server.flask.create_app`, each on a werkzeug server in a thread.
 
@@ -35,6 +36,8 @@ from servers import RouterProcess, free_port, start_router  # noqa: E402
 import echo_router  # noqa: E402
 
 SMALL_BODY = 1000
+AB_PARAMS = {"weights": "1:3", "branch_names": "a:b", "seed": "3"}
+AB_ARGS = [arg for name, value in AB_PARAMS.items() for arg in ("--param", f"{name}={value}")]
 
 
 def router_env() -> dict:
@@ -49,12 +52,13 @@ def serve(*args: str) -> RouterProcess:
 
 @dataclass
 class Backend:
-    """One REST server set: base URLs of the echo, scripted and small-body routers."""
+    """One REST server set: base URLs of the echo, scripted, small-body and ab-test routers."""
 
     name: str
     url: str
     scripted_url: str
     small_url: str
+    ab_url: str
 
     def state(self) -> dict:
         r = requests.get(self.url + "/state", timeout=5)
@@ -69,6 +73,7 @@ def processes():
         "echo": ("echo_router.EchoRouter", "--unit-id", "echo"),
         "scripted": ("echo_router.ScriptedRouter", "--unit-id", "scripted"),
         "small": ("echo_router.EchoRouter", "--unit-id", "echo", "--max-body-size", str(SMALL_BODY)),
+        "abtest": ("ab-test", "--unit-id", "abtest", *AB_ARGS),
     }
     with ThreadPoolExecutor(len(specs)) as pool:
         futures = {name: pool.submit(serve, *args) for name, args in specs.items()}
@@ -107,6 +112,7 @@ class _ThreadedWerkzeug:
 
 @pytest.fixture(scope="session")
 def flask_servers():
+    from seldon_routers import ABTest
     from seldon_routers.server.flask import create_app
 
     servers = {
@@ -114,6 +120,7 @@ def flask_servers():
         "scripted": _ThreadedWerkzeug(create_app(echo_router.ScriptedRouter(), unit_id="scripted")),
         "small": _ThreadedWerkzeug(create_app(echo_router.EchoRouter(), unit_id="echo",
                                               max_body_size=SMALL_BODY)),
+        "abtest": _ThreadedWerkzeug(create_app(ABTest(weights="1:3", branch_names="a:b", seed=3), unit_id="abtest")),
     }
     yield servers
     for s in servers.values():
@@ -126,7 +133,8 @@ def rest(request) -> Backend:
         servers = request.getfixturevalue("processes")
     else:
         servers = request.getfixturevalue("flask_servers")
-    return Backend(request.param, servers["echo"].url, servers["scripted"].url, servers["small"].url)
+    return Backend(request.param, servers["echo"].url, servers["scripted"].url, servers["small"].url,
+                   servers["abtest"].url)
 
 
 @pytest.fixture(scope="session")
