@@ -3,9 +3,16 @@ JSON and protobuf alike, so both transports give a router the same array."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import BadRequest
+
+# TensorFlow lets one value fill a whole shape; bound it, or a 60-byte request could ask
+# for gigabytes. Requests listing their values are bounded by the body size instead.
+MAX_FILL = 1 << 20  # elements
+MAX_DIMS = 32
 
 
 def ndarray(values, field: str = "data.ndarray") -> np.ndarray:
@@ -34,11 +41,18 @@ def tensor(shape, values, field: str = "data.tensor") -> np.ndarray:
     if not len(shape):
         return arr
     dims = list(shape)
-    if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in dims):
-        raise BadRequest(f"{field}.shape: expected non-negative integers, got {dims}")
-    if int(np.prod(dims, dtype=np.int64)) != arr.size:
+    if any(isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < 2**31 for d in dims) or len(dims) > MAX_DIMS:
+        raise BadRequest(f"{field}.shape: expected at most {MAX_DIMS} non-negative integers, got {dims}")
+    if math.prod(dims) != arr.size:
         raise BadRequest(f"{field}: shape {dims} does not fit {arr.size} values")
-    return arr.reshape(dims)
+    return _reshape(arr, dims, field)
+
+
+def _reshape(arr: np.ndarray, dims: list, field: str) -> np.ndarray:
+    try:
+        return arr.reshape(dims)
+    except ValueError as exc:  # e.g. an empty array with dimensions numpy cannot index
+        raise BadRequest(f"{field}: cannot shape values as {dims}: {exc}") from None
 
 
 # tensorflow.DataType -> (numpy dtype, TensorProto field holding the values)
@@ -65,25 +79,24 @@ def tftensor(proto, field: str = "data.tftensor") -> np.ndarray:
         raise BadRequest(f"{field}.dtype: unsupported DataType {proto.dtype}")
     dtype, values_field = _TF_TYPES[proto.dtype]
     dims = [d.size for d in proto.tensor_shape.dim]
-    if any(d < 0 for d in dims):
-        raise BadRequest(f"{field}.tensorShape: unknown (-1) dimensions are not allowed in a request")
-    size = int(np.prod(dims, dtype=np.int64))
+    if any(d < 0 for d in dims) or len(dims) > MAX_DIMS:
+        raise BadRequest(f"{field}.tensorShape: expected at most {MAX_DIMS} dimensions of known size, got {dims}")
+    size = math.prod(dims)  # Python ints: no overflow
     if proto.tensor_content:
         if dtype is object:
             raise BadRequest(f"{field}.tensorContent: not allowed for DT_STRING")
         if len(proto.tensor_content) != size * np.dtype(dtype).itemsize:
             raise BadRequest(f"{field}.tensorContent: {len(proto.tensor_content)} bytes do not fit "
                              f"shape {dims} of {np.dtype(dtype).name}")
-        return np.frombuffer(proto.tensor_content, dtype=np.dtype(dtype).newbyteorder("<")).reshape(dims).copy()
+        return _reshape(np.frombuffer(proto.tensor_content, dtype=np.dtype(dtype).newbyteorder("<")).copy(), dims, field)
     raw = list(getattr(proto, values_field))
     if values_field == "half_val":
         arr = np.asarray(raw, dtype=np.uint16).view(np.float16)
     else:
         arr = np.array(raw, dtype=dtype)
     if arr.size == size:
-        return arr.reshape(dims)
-    if arr.size == 1 and size > 0:  # TensorFlow's convention: one value fills the shape
+        return _reshape(arr, dims, field)
+    if arr.size == 1 and 0 < size <= MAX_FILL:  # TensorFlow's convention: one value fills the shape
         return np.full(dims, arr[0], dtype=arr.dtype)
-    if arr.size == 0 and size == 0:
-        return arr.reshape(dims)
-    raise BadRequest(f"{field}: shape {dims} does not fit {arr.size} values")
+    raise BadRequest(f"{field}: shape {dims} does not fit {arr.size} values"
+                     + (f" (one value fills at most {MAX_FILL} elements)" if arr.size == 1 else ""))
