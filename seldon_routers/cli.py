@@ -87,7 +87,9 @@ def serve(args) -> None:
     if args.max_in_flight < 0:
         raise ConfigError("--max-in-flight: must be >= 0")
     unit_id = args.unit_id or os.environ.get("PREDICTIVE_UNIT_ID", "0")
-    run(DataPlane(router, unit_id, registry.builtin_name(cls), args.max_in_flight), settings)
+    # A Router's own `name` wins (as under create_app); else the built-in name or import path.
+    name = (router.name if registry.is_router(cls) else "") or registry.builtin_name(cls)
+    run(DataPlane(router, unit_id, name, args.max_in_flight), settings)
 
 
 def list_builtins() -> None:

@@ -90,10 +90,15 @@ def tftensor(proto, field: str = "data.tftensor") -> np.ndarray:
                              f"shape {dims} of {np.dtype(dtype).name}")
         return _reshape(np.frombuffer(proto.tensor_content, dtype=np.dtype(dtype).newbyteorder("<")).copy(), dims, field)
     raw = list(getattr(proto, values_field))
-    if values_field == "half_val":
-        arr = np.asarray(raw, dtype=np.uint16).view(np.float16)
-    else:
-        arr = np.array(raw, dtype=dtype)
+    try:
+        if values_field == "half_val":
+            arr = np.asarray(raw, dtype=np.uint16).view(np.float16)
+        else:
+            arr = np.array(raw, dtype=dtype)
+    except OverflowError:  # int_val is int32 on the wire: 300 for DT_UINT8, 70000 in half_val
+        json_name = values_field.split("_")[0] + "Val"
+        kind = "float16 bits (uint16)" if values_field == "half_val" else np.dtype(dtype).name
+        raise BadRequest(f"{field}.{json_name}: a value is out of range for {kind}") from None
     if arr.size == size:
         return _reshape(arr, dims, field)
     if arr.size == 1 and 0 < size <= MAX_FILL:  # TensorFlow's convention: one value fills the shape

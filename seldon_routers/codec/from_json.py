@@ -50,6 +50,12 @@ def _obj(value, field: str) -> dict:
     return value
 
 
+def _or_empty(value, empty):
+    """An absent (or null) field as empty; a present one as it is, so that a wrong type
+    such as [] for an object, or 0 for a list, is reported rather than taken as absent."""
+    return empty if value is None else value
+
+
 def _strings(value, field: str) -> list:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise BadRequest(f"{field}: expected a list of strings")
@@ -130,10 +136,10 @@ def _data(value, field: str):
         return kind, arrays.ndarray(value["ndarray"], f"{field}.ndarray"), names
     if kind == "tensor":
         t = _obj(value["tensor"], f"{field}.tensor")
-        shape = t.get("shape") or []
+        shape = _or_empty(t.get("shape"), [])
         if not isinstance(shape, list):
             raise BadRequest(f"{field}.tensor.shape: expected a list of integers")
-        values = t.get("values") or []
+        values = _or_empty(t.get("values"), [])
         if not isinstance(values, list):
             raise BadRequest(f"{field}.tensor.values: expected a list of numbers")
         return kind, arrays.tensor(shape, values, f"{field}.tensor"), names
@@ -187,8 +193,8 @@ def request(message, headers=None, path: str = "", query=None, field: str = "") 
 def feedback(message, unit_id: str, headers=None, path: str = "", query=None) -> Feedback:
     """A Feedback (decoded JSON) -> Feedback, with the routing this unit recorded."""
     _obj(message, "body")
-    req = request(message.get("request") or {}, headers, path, query, "request")
-    response = message.get("response") or {}
+    req = request(_or_empty(message.get("request"), {}), headers, path, query, "request")
+    response = _or_empty(message.get("response"), {})
     response_meta = meta(_obj(response, "response").get("meta"), "response.meta")
     truth = message.get("truth")
     return Feedback(

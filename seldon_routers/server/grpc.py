@@ -45,8 +45,8 @@ def handlers(dp: DataPlane) -> list:
 
 async def start(dp: DataPlane, host: str, port: int, max_message: int):
     """Starts the gRPC server; returns (server, health servicer)."""
+    # The limit bounds requests only, as over REST: a reply (say, with large tags) may exceed it.
     options = [("grpc.max_receive_message_length", max_message),
-               ("grpc.max_send_message_length", max_message),
                ("grpc.so_reuseport", 0)]
     server = grpc.aio.server(options=options)
     server.add_generic_rpc_handlers(handlers(dp))

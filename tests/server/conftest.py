@@ -5,7 +5,7 @@ Processes (`seldon-router serve`, as users run it), started in parallel:
   scripted  echo_router.ScriptedRouter           (returns the decision a request asks for)
   small     EchoRouter with --max-body-size 1000
   abtest    the built-in ab-test, weights 1:3 over children a, b, seed 3
-In-process, for the Flask adapter: the same three routers behind
+In-process, for the Flask adapter: the same four routers behind
 `seldon_routers.server.flask.create_app`, each on a werkzeug server in a thread.
 
 The `rest` fixture is parametrised over both backends, so every REST test runs against
@@ -14,9 +14,7 @@ uvicorn (the process) and Flask with the same code.
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,28 +24,18 @@ import pytest
 import requests
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 for p in (HERE, HERE.parent):  # echo_router (here) and servers (tests/, the lead's helpers)
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from servers import RouterProcess, free_port, start_router  # noqa: E402
+from servers import RouterProcess  # noqa: E402
 
 import echo_router  # noqa: E402
+from server_cases import ThreadedWerkzeug, serve  # noqa: E402
 
 SMALL_BODY = 1000
 AB_PARAMS = {"weights": "1:3", "branch_names": "a:b", "seed": "3"}
 AB_ARGS = [arg for name, value in AB_PARAMS.items() for arg in ("--param", f"{name}={value}")]
-
-
-def router_env() -> dict:
-    """Environment for a server process that imports echo_router by path."""
-    path = os.pathsep.join(filter(None, [str(HERE), str(REPO), os.environ.get("PYTHONPATH", "")]))
-    return {"PYTHONPATH": path}
-
-
-def serve(*args: str) -> RouterProcess:
-    return start_router(*args, env=router_env(), cwd=str(REPO))
 
 
 @dataclass
@@ -68,7 +56,7 @@ class Backend:
 
 @pytest.fixture(scope="session")
 def processes():
-    """The three router processes, started concurrently (each takes ~2 s to come up)."""
+    """The four router processes, started concurrently (each takes ~2 s to come up)."""
     specs = {
         "echo": ("echo_router.EchoRouter", "--unit-id", "echo"),
         "scripted": ("echo_router.ScriptedRouter", "--unit-id", "scripted"),
@@ -92,35 +80,17 @@ def processes():
             rp.stop()
 
 
-class _ThreadedWerkzeug:
-    def __init__(self, app):
-        from werkzeug.serving import make_server
-
-        self.port = free_port()
-        self.server = make_server("127.0.0.1", self.port, app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self):
-        self.server.shutdown()
-        self.thread.join(5)
-
-
 @pytest.fixture(scope="session")
 def flask_servers():
     from seldon_routers import ABTest
     from seldon_routers.server.flask import create_app
 
     servers = {
-        "echo": _ThreadedWerkzeug(create_app(echo_router.EchoRouter(), unit_id="echo")),
-        "scripted": _ThreadedWerkzeug(create_app(echo_router.ScriptedRouter(), unit_id="scripted")),
-        "small": _ThreadedWerkzeug(create_app(echo_router.EchoRouter(), unit_id="echo",
+        "echo": ThreadedWerkzeug(create_app(echo_router.EchoRouter(), unit_id="echo")),
+        "scripted": ThreadedWerkzeug(create_app(echo_router.ScriptedRouter(), unit_id="scripted")),
+        "small": ThreadedWerkzeug(create_app(echo_router.EchoRouter(), unit_id="echo",
                                               max_body_size=SMALL_BODY)),
-        "abtest": _ThreadedWerkzeug(create_app(ABTest(weights="1:3", branch_names="a:b", seed=3), unit_id="abtest")),
+        "abtest": ThreadedWerkzeug(create_app(ABTest(weights="1:3", branch_names="a:b", seed=3), unit_id="abtest")),
     }
     yield servers
     for s in servers.values():

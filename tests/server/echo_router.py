@@ -35,12 +35,25 @@ def _plain(x):
     return x
 
 
+MAX_LIST_NODES = 100_000
+
+
+def _list_nodes(shape) -> int:
+    """How many Python objects ndarray.tolist() makes (a (2**31, 0) array: 2**31 lists)."""
+    total, n = 0, 1
+    for d in shape:
+        n *= d
+        total += n
+    return total
+
+
 def describe_features(features) -> dict:
     if features is None:
         return {"type": "none"}
     if isinstance(features, np.ndarray):
-        return {"type": "array", "dtype": features.dtype.name, "shape": list(features.shape),
-                "values": _plain(features.tolist())}
+        values = (_plain(features.tolist()) if _list_nodes(features.shape) <= MAX_LIST_NODES
+                  else f"omitted: {features.size} values")
+        return {"type": "array", "dtype": features.dtype.name, "shape": list(features.shape), "values": values}
     if isinstance(features, str):
         return {"type": "str", "value": features}
     if isinstance(features, bytes):
@@ -147,7 +160,12 @@ class SlowRouter(Router):
 
     def __init__(self, delay: float = 1.0):
         self.delay = delay
+        self.started = 0
 
     async def decide(self, request):
+        self.started += 1
         await asyncio.sleep(self.delay)
         return Decision(1, {"slept": self.delay})
+
+    def state(self) -> dict:
+        return {"started": self.started}

@@ -6,17 +6,41 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import struct
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
 import requests
 from google.protobuf import any_pb2, json_format, struct_pb2
 
+import servers
 from seldon_routers.proto import prediction_pb2 as pb
 
 ECHO_UNIT = "echo"
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+
+def router_env() -> dict:
+    """Environment for a server process that imports echo_router by path."""
+    path = os.pathsep.join(filter(None, [str(HERE), str(REPO), os.environ.get("PYTHONPATH", "")]))
+    return {"PYTHONPATH": path}
+
+
+def serve(*args: str, attempts: int = 3) -> servers.RouterProcess:
+    """`seldon-router serve ARGS` on free ports; retried, since a port picked free can be
+    taken by another process before the server binds it."""
+    for attempt in range(attempts):
+        try:
+            return servers.start_router(*args, env=router_env(), cwd=str(REPO))
+        except (RuntimeError, TimeoutError):
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def b64(data: bytes) -> str:
@@ -157,9 +181,15 @@ ROUTE_ERRORS = [
     Bad("tensor-shape-float", {"data": {"tensor": {"shape": [1.5], "values": [1]}}}, ("data.tensor.shape",)),
     Bad("tensor-values-str", {"data": {"tensor": {"shape": [1], "values": "x"}}}, ("data.tensor.values",)),
     Bad("tensor-values-nested", {"data": {"tensor": {"values": [[1], 2]}}}, ("data.tensor.values",)),
+    Bad("tensor-shape-object", {"data": {"tensor": {"shape": {}, "values": [1]}}}, ("data.tensor.shape",)),
+    Bad("tensor-values-zero", {"data": {"tensor": {"values": 0}}}, ("data.tensor.values",)),
     # The element count of these shapes overflows int64 (65536**4 == 2**64 wraps to 0).
     Bad("tensor-shape-overflow", {"data": {"tensor": {"shape": [65536] * 4, "values": []}}}, ("data.tensor",)),
-    Bad("tensor-shape-huge", {"data": {"tensor": {"shape": [2**70], "values": [1]}}}, ("data.tensor",)),
+    # Tensor.shape is int32: 2**31 is no valid shape (the JSON mapping of int32 rejects it too)
+    # counts agree (0 == 0), yet numpy cannot index an array with these dimensions
+    Bad("tensor-zero-size-huge-dims", {"data": {"tensor": {"shape": [2**31 - 1, 2**31 - 1, 0], "values": []}}},
+        ("data.tensor",)),
+    Bad("tensor-shape-int32", {"data": {"tensor": {"shape": [2**31, 0], "values": []}}}, ("data.tensor.shape",)),
     Bad("tftensor-shape-mismatch", _tf(dtype="DT_FLOAT", tensorShape={"dim": [{"size": "1"}, {"size": "3"}]},
                                        floatVal=[1, 2]), ("data.tftensor",)),
     Bad("tftensor-shape-overflow", _tf(dtype="DT_FLOAT", tensorShape={"dim": [{"size": str(2**32)}] * 2}),
@@ -213,6 +243,9 @@ FEEDBACK_ERRORS = [
     Bad("reward-overflow", fb(reward=1e39), ("reward",)),
     Bad("request-bad", fb(request={"strData": 5}), ("request.strData",)),
     Bad("request-not-object", fb(request=[1]), ("request",)),
+    Bad("request-empty-list", fb(request=[]), ("request",)),
+    Bad("response-empty-list", fb(response=[]), ("response: expected a JSON object",)),
+    Bad("response-zero", fb(response=0), ("response: expected a JSON object",)),
     Bad("request-two-fields", fb(request={"strData": "a", "jsonData": 1}), ("request",)),
     Bad("truth-bad", fb(truth={"data": {"ndarray": "x"}}), ("truth.data.ndarray",)),
     Bad("truth-not-object", fb(truth=5), ("truth",)),
@@ -264,3 +297,23 @@ def grpc_error(channel, method: str, message, **kw) -> grpc.RpcError:
 
 def reply_dict(msg) -> dict:
     return json_format.MessageToDict(msg)
+
+
+class ThreadedWerkzeug:
+    """A WSGI app on a real socket: werkzeug's threaded server in a daemon thread."""
+
+    def __init__(self, app):
+        from werkzeug.serving import make_server
+
+        self.port = servers.free_port()
+        self.server = make_server("127.0.0.1", self.port, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.server.shutdown()
+        self.thread.join(5)
