@@ -76,6 +76,14 @@ def _overrides(router: Router, hook: str) -> bool:
     return getattr(type(router), hook) is not getattr(Router, hook)
 
 
+def _route_json(decided):
+    return replies.route_json(*decided)
+
+
+def _route_proto(decided):
+    return replies.route_proto(*decided)
+
+
 class DataPlane:
     def __init__(self, router: Any, unit_id: str = "0", router_name: str | None = None,
                  max_in_flight: int = 0, metrics: Metrics | None = None):
@@ -100,7 +108,7 @@ class DataPlane:
         """Decides, validates the decision, and returns (child, reply meta)."""
         try:
             decision = self.router.decide(request)
-            if inspect.isawaitable(decision):
+            if type(decision) is not Decision and inspect.isawaitable(decision):
                 decision = await decision
         except RouterError:
             raise
@@ -167,15 +175,16 @@ class DataPlane:
         if self.max_in_flight and self.in_flight >= self.max_in_flight:
             raise TooManyRequests(f"more than {self.max_in_flight} requests in flight; retry later")
 
-    async def call(self, endpoint: str, transport: str, work):
-        """Runs one call: admission, timing, error counting. `work` is a coroutine factory."""
+    async def _serve(self, endpoint: str, transport: str, decoded, act, encode):
+        """Runs one call: admission, timing, error counting. `decoded` is a thunk that
+        decodes the input, `act` the dataplane step, `encode` makes the reply."""
         if not self.ready:
             raise NotReady(f"router {self.name} is not ready (loading or shutting down)")
         self._admit()
         self.in_flight += 1
         start = time.perf_counter()
         try:
-            return await work()
+            return encode(await act(decoded()))
         except RouterError as exc:
             self.metrics.failed(endpoint, exc.http_status)
             raise
@@ -187,28 +196,20 @@ class DataPlane:
             self.in_flight -= 1
             self.metrics.timer(endpoint, transport).observe(time.perf_counter() - start)
 
-    async def route_json(self, message: object, headers=None, path: str = "", query=None) -> bytes:
-        async def work():
-            req = from_json.request(message, headers, path, query)
-            return replies.route_json(*await self.route(req))
-        return await self.call("route", "rest", work)
+    def route_json(self, message: object, headers=None, path: str = "", query=None):
+        return self._serve("route", "rest", lambda: from_json.request(message, headers, path, query),
+                           self.route, _route_json)
 
-    async def feedback_json(self, message: object, headers=None, path: str = "", query=None) -> bytes:
-        async def work():
-            fb = from_json.feedback(message, self.unit_id, headers, path, query)
-            return replies.message_json(await self.feedback(fb))
-        return await self.call("feedback", "rest", work)
+    def feedback_json(self, message: object, headers=None, path: str = "", query=None):
+        return self._serve("feedback", "rest", lambda: from_json.feedback(message, self.unit_id, headers, path, query),
+                           self.feedback, replies.message_json)
 
-    async def route_proto(self, msg, headers=None, path: str = ""):
-        async def work():
-            return replies.route_proto(*await self.route(from_proto.request(msg, headers, path)))
-        return await self.call("route", "grpc", work)
+    def route_proto(self, msg, headers=None, path: str = ""):
+        return self._serve("route", "grpc", lambda: from_proto.request(msg, headers, path), self.route, _route_proto)
 
-    async def feedback_proto(self, msg, headers=None, path: str = ""):
-        async def work():
-            fb = from_proto.feedback(msg, self.unit_id, headers, path)
-            return replies.message_proto(await self.feedback(fb))
-        return await self.call("feedback", "grpc", work)
+    def feedback_proto(self, msg, headers=None, path: str = ""):
+        return self._serve("feedback", "grpc", lambda: from_proto.feedback(msg, self.unit_id, headers, path),
+                           self.feedback, replies.message_proto)
 
     # --- introspection -----------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from ..request import Headers
 from .dataplane import DataPlane
 
 JSON = "application/json"
+_TYPES = {JSON: b"application/json", "text/plain": b"text/plain"}
 DEFAULT_MAX_BODY = 16 * 1024 * 1024  # bytes; gRPC's receive limit is set to the same
 
 
@@ -120,7 +121,8 @@ class RestApp:
                 content_type = value
             elif name == b"content-length":
                 content_length = value
-        query = parse_query(scope["query_string"].decode("latin-1"))
+        raw_query = scope["query_string"]
+        query = parse_query(raw_query.decode("latin-1")) if raw_query else {}
         try:
             body = await self._body(content_length, receive)
             call = Call(scope["method"], scope["path"], body, content_type.decode("latin-1"),
@@ -129,7 +131,7 @@ class RestApp:
         except PayloadTooLarge as exc:
             status, content_type, reply = exc.http_status, JSON, replies.error_json(exc.message, exc.reason)
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", content_type.encode()),
+                    "headers": [(b"content-type", _TYPES.get(content_type) or content_type.encode()),
                                 (b"content-length", str(len(reply)).encode())]})
         await send({"type": "http.response.body", "body": reply})
 
@@ -137,7 +139,13 @@ class RestApp:
         limit = self.max_body_size
         if declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"body: {int(declared)} bytes is over the limit of {limit}")
-        chunks, size, more = [], 0, True
+        message = await receive()
+        body = message.get("body", b"")
+        if not message.get("more_body", False):  # the usual case: the whole body at once
+            if len(body) > limit:
+                raise PayloadTooLarge(f"body: over the limit of {limit} bytes")
+            return body
+        chunks, size, more = [body], len(body), True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
