@@ -395,46 +395,48 @@ def run_h2load(port: int, seconds: float, conns: int, body: Path, log: Path,
 
 def measure(server: Server, transport: str, port: int, args, files: dict,
             reply_len: int | None) -> dict:
-    """Warm up, then measure one transport of a running server `args.repeat` times;
-    returns the run with the median throughput (all runs' req/s under "repeats")."""
-    runs = []
+    """Warm up, then measure one transport of a running server once."""
     if transport == "rest":
         run_wrk(port, args.warmup, args.connections, files["lua"])
     else:
         run_h2load(port, args.warmup, args.connections, files["body"], files["h2log"],
                    reply_len)
-    for _ in range(args.repeat):
-        cpu0, t0 = session_cpu_seconds(server.sid), time.monotonic()
-        host0, gen0 = host_cpu(), children_cpu_seconds()
-        if transport == "rest":
-            res = run_wrk(port, args.duration, args.connections, files["lua"])
-        else:
-            res = run_h2load(port, args.duration, args.connections, files["body"],
-                             files["h2log"], reply_len)
-        cpu = session_cpu_seconds(server.sid) - cpu0
-        wall = time.monotonic() - t0
-        host1, gen = host_cpu(), children_cpu_seconds() - gen0
-        total = max(1, host1[0] - host0[0])
-        busy_s = (total - (host1[1] - host0[1]) - (host1[2] - host0[2])) / CLK_TCK
-        irq_s = (host1[3] - host0[3]) / CLK_TCK
-        n = res["requests"] if transport == "rest" else res["requests"].get("succeeded", 0)
-        res["server_cpu_s"] = round(cpu, 3)
-        res["server_cpu_pct"] = round(100 * cpu / wall, 1) if wall else math.nan
-        res["server_cpu_us_per_req"] = round(1e6 * cpu / n, 1) if n else math.nan
-        # the machine's CPU while measuring: steal (hypervisor), the load generator,
-        # softirq (mostly loopback TCP), and every other process on the machine
-        res["host_steal_pct"] = round(100 * (host1[2] - host0[2]) / total, 1)
-        res["loadgen_cpu_pct"] = round(100 * gen / wall, 1)
-        res["softirq_cpu_pct"] = round(100 * irq_s / wall, 1)
-        res["other_cpu_pct"] = round(max(0.0, 100 * (busy_s - irq_s - cpu - gen) / wall), 1)
-        if not server.alive():
-            res["problems"].append("server died during the run")
-        runs.append(res)
+    cpu0, t0 = session_cpu_seconds(server.sid), time.monotonic()
+    host0, gen0 = host_cpu(), children_cpu_seconds()
+    if transport == "rest":
+        res = run_wrk(port, args.duration, args.connections, files["lua"])
+    else:
+        res = run_h2load(port, args.duration, args.connections, files["body"],
+                         files["h2log"], reply_len)
+    cpu = session_cpu_seconds(server.sid) - cpu0
+    wall = time.monotonic() - t0
+    host1, gen = host_cpu(), children_cpu_seconds() - gen0
+    total = max(1, host1[0] - host0[0])
+    busy_s = (total - (host1[1] - host0[1]) - (host1[2] - host0[2])) / CLK_TCK
+    irq_s = (host1[3] - host0[3]) / CLK_TCK
+    n = res["requests"] if transport == "rest" else res["requests"].get("succeeded", 0)
+    res["server_cpu_s"] = round(cpu, 3)
+    res["server_cpu_pct"] = round(100 * cpu / wall, 1) if wall else math.nan
+    res["server_cpu_us_per_req"] = round(1e6 * cpu / n, 1) if n else math.nan
+    # the machine's CPU while measuring: steal (hypervisor), the load generator,
+    # softirq (mostly loopback TCP), and every other process on the machine
+    res["host_steal_pct"] = round(100 * (host1[2] - host0[2]) / total, 1)
+    res["loadgen_cpu_pct"] = round(100 * gen / wall, 1)
+    res["softirq_cpu_pct"] = round(100 * irq_s / wall, 1)
+    res["other_cpu_pct"] = round(max(0.0, 100 * (busy_s - irq_s - cpu - gen) / wall), 1)
+    if not server.alive():
+        res["problems"].append("server died during the run")
+    return res
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median throughput; all runs' req/s under "repeats" and every
+    run's problems under "problems"."""
     ranked = sorted(runs, key=lambda r: r["rps"])
-    best = ranked[(len(ranked) - 1) // 2]
-    best["repeats"] = [r["rps"] for r in runs]
-    best["problems"] = sorted({p for r in runs for p in r["problems"]})
-    return best
+    mid = dict(ranked[len(ranked) // 2])  # of two, the faster: noise only slows down
+    mid["repeats"] = [r["rps"] for r in runs]
+    mid["problems"] = sorted({p for r in runs for p in r["problems"]})
+    return mid
 
 
 def run_server(label: str, server: Server, transports: dict, args, files: dict,
@@ -463,7 +465,8 @@ def run_server(label: str, server: Server, transports: dict, args, files: dict,
                 grpc_route(port, grpc_request)
             res["check_route"] = route
             res["check_reply"] = _show(raw, transport)
-            results.setdefault(transport, {})[label] = res
+            results.setdefault("runs", {}).setdefault(transport, {}).setdefault(
+                label, []).append(res)
             flag = "" if not res["problems"] else "  !! " + "; ".join(res["problems"])
             print(f"   {transport}: {res['rps']:>9.0f} req/s  p50 {res['p50_ms']:.3f} ms  "
                   f"p99 {res['p99_ms']:.3f} ms  server CPU {res['server_cpu_pct']:.0f}% "
@@ -478,7 +481,7 @@ def run_server(label: str, server: Server, transports: dict, args, files: dict,
 
 def _show(raw: bytes, transport: str) -> str:
     if transport == "rest":
-        return raw.decode(errors="replace")[:200]
+        return raw.decode(errors="replace").strip()[:200]
     from google.protobuf import json_format
 
     from seldon_routers.proto import prediction_pb2
@@ -525,7 +528,8 @@ def main() -> int:
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up before each")
     p.add_argument("--connections", type=int, default=8, help="concurrent connections")
     p.add_argument("--repeat", type=int, default=1,
-                   help="measure each N times and keep the median run (the machine is noisy)")
+                   help="run N rounds (every server, in turn, each round) and keep each "
+                        "server's median run; the machine is noisy")
     p.add_argument("--only", choices=("rest", "grpc"), help="one transport only")
     p.add_argument("--skip-incumbent", action="store_true")
     p.add_argument("--skip-ours", action="store_true")
@@ -568,7 +572,8 @@ def main() -> int:
 
     json_format.Parse('{"data":{"names":["t:0"],"ndarray":[[1]]}}', expected)
     if expected.SerializeToString() != grpc_ceiling.ROUTE_REPLY:
-        raise BenchError("grpc_ceiling.ROUTE_REPLY differs from prediction_pb2's encoding")
+        print("grpc_ceiling.ROUTE_REPLY differs from prediction_pb2's encoding", file=sys.stderr)
+        return 2
 
     results: dict = {}
     meta = {
@@ -581,6 +586,18 @@ def main() -> int:
     print(f"serving benchmark: {meta['cpus']} CPUs ({meta['cpu_model']}), "
           f"{args.connections} connections, {args.duration:g}s per run after "
           f"{args.warmup:g}s warm-up; servers run one at a time", flush=True)
+    h0 = host_cpu()
+    time.sleep(2.0)
+    h1 = host_cpu()
+    total = max(1, h1[0] - h0[0])
+    busy = 100 * (total - (h1[1] - h0[1]) - (h1[2] - h0[2])) / CLK_TCK / 2.0
+    meta["busy_before_pct"] = round(busy, 1)
+    meta["steal_before_pct"] = round(100 * (h1[2] - h0[2]) / total, 1)
+    print(f"machine before start: {busy:.0f}% of one CPU busy with other work, "
+          f"steal {meta['steal_before_pct']:.0f}%", flush=True)
+    if busy > 20:
+        print("!! the machine is not idle: other work competes with the servers and the "
+              "load generator; the figures will be noisy (consider --repeat 3)", flush=True)
     py = sys.executable
     base_env = dict(os.environ)
     base_env.pop("PYTHONPATH", None)
@@ -590,72 +607,88 @@ def main() -> int:
         current.append(server)
         run_server(label, server, transports, args, files, results, grpc_request, ready)
 
+    def ceiling_rest():
+        port = free_port()
+        srv = Server("ceiling", [
+            py, "-m", "uvicorn", "--app-dir", str(BENCH / "ceilings"), "asgi_ceiling:app",
+            "--host", "127.0.0.1", "--port", str(port), "--http", "httptools",
+            "--loop", "uvloop", "--no-access-log", "--log-level", "warning"],
+            env=base_env, log_dir=tmp)
+        go("ceiling", srv, {"rest": port},
+           lambda: wait_until("GET /ready", lambda: http_get(port, "/ready") == 200,
+                              srv, args.start_timeout))
+
+    def ceiling_grpc():
+        port = free_port()
+        argv = [py, str(BENCH / "ceilings" / "grpc_ceiling.py"), "--port", str(port)]
+        if args.grpc_ceiling_loop == "uvloop":
+            argv.append("--uvloop")
+        srv = Server("ceiling", argv, env=base_env, log_dir=tmp)
+        srv.log_path = tmp / "ceiling_grpc.log"
+        go("ceiling", srv, {"grpc": port}, lambda: None)  # ready: the check call retries
+
+    def ours():
+        hp, gp, mp = free_port(), free_port(), free_port()
+        srv = Server("ours", [
+            py, "-m", "seldon_routers.cli", "serve", "ab-test", "--param", "n_branches=3",
+            "--host", "127.0.0.1", "--http-port", str(hp), "--grpc-port", str(gp),
+            "--metrics-port", str(mp)], env=base_env, cwd=ROOT, log_dir=tmp)
+        go("ours", srv, {t: {"rest": hp, "grpc": gp}[t] for t in want},
+           lambda: wait_until("GET /ready", lambda: http_get(hp, "/ready") == 200,
+                              srv, args.start_timeout))
+
+    def incumbent(venv: Path):
+        hp, gp, mp = free_port(), free_port(), free_port()
+        env = dict(base_env)
+        env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
+        env["VIRTUAL_ENV"] = str(venv)
+        if args.incumbent_pythonpath:
+            env["PYTHONPATH"] = args.incumbent_pythonpath
+        inc_dir = tmp / "incumbent-cwd"  # keep the working tree off sys.path
+        inc_dir.mkdir(exist_ok=True)
+        srv = Server("incumbent", [
+            str(venv / "bin" / "seldon-core-microservice"), args.incumbent_class,
+            "--service-type", "ROUTER", "--parameters", INCUMBENT_PARAMETERS,
+            "--http-port", str(hp), "--grpc-port", str(gp), "--metrics-port", str(mp)],
+            env=env, cwd=inc_dir, log_dir=tmp)
+
+        def ready():
+            wait_until("GET /health/ping", lambda: http_get(hp, "/health/ping") == 200,
+                       srv, args.start_timeout)
+            cfg = incumbent_config(srv.log_path.read_text(errors="replace"))
+            results["incumbent_config"] = cfg
+            print("   incumbent defaults: " + (", ".join(
+                f"{k}={v}" for k, v in cfg.items()) or "(not found in its log)") +
+                  f"; {len(session_pids(srv.sid))} processes", flush=True)
+
+        go("incumbent", srv, {t: {"rest": hp, "grpc": gp}[t] for t in want}, ready)
+
     try:
-        if not args.skip_ceilings:
-            if "rest" in want:
-                port = free_port()
-                srv = Server("ceiling", [
-                    py, "-m", "uvicorn", "--app-dir", str(BENCH / "ceilings"),
-                    "asgi_ceiling:app", "--host", "127.0.0.1", "--port", str(port),
-                    "--http", "httptools", "--loop", "uvloop", "--no-access-log",
-                    "--log-level", "warning"], env=base_env, log_dir=tmp)
-                go("ceiling", srv, {"rest": port},
-                   lambda: wait_until("GET /ready", lambda: http_get(port, "/ready") == 200,
-                                      srv, args.start_timeout))
-            if "grpc" in want:
-                port = free_port()
-                argv = [py, str(BENCH / "ceilings" / "grpc_ceiling.py"), "--port", str(port)]
-                if args.grpc_ceiling_loop == "uvloop":
-                    argv.append("--uvloop")
-                srv = Server("ceiling", argv, env=base_env, log_dir=tmp)
-                srv.log_path = tmp / "ceiling_grpc.log"
-                go("ceiling", srv, {"grpc": port}, lambda: None)
-
-        if not args.skip_ours:
-            hp, gp, mp = free_port(), free_port(), free_port()
-            srv = Server("ours", [
-                py, "-m", "seldon_routers.cli", "serve", "ab-test", "--param", "n_branches=3",
-                "--host", "127.0.0.1", "--http-port", str(hp), "--grpc-port", str(gp),
-                "--metrics-port", str(mp)], env=base_env, cwd=ROOT, log_dir=tmp)
-            transports = {t: {"rest": hp, "grpc": gp}[t] for t in want}
-            go("ours", srv, transports,
-               lambda: wait_until("GET /ready", lambda: http_get(hp, "/ready") == 200,
-                                  srv, args.start_timeout))
-
-        if not args.skip_incumbent:
-            venv = seldon_venv(args)
-            hp, gp, mp = free_port(), free_port(), free_port()
-            env = dict(base_env)
-            env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
-            env["VIRTUAL_ENV"] = str(venv)
-            if args.incumbent_pythonpath:
-                env["PYTHONPATH"] = args.incumbent_pythonpath
-            inc_dir = tmp / "incumbent-cwd"  # keep the working tree off sys.path
-            inc_dir.mkdir()
-            srv = Server("incumbent", [
-                str(venv / "bin" / "seldon-core-microservice"), args.incumbent_class,
-                "--service-type", "ROUTER", "--parameters", INCUMBENT_PARAMETERS,
-                "--http-port", str(hp), "--grpc-port", str(gp), "--metrics-port", str(mp)],
-                env=env, cwd=inc_dir, log_dir=tmp)
-            transports = {t: {"rest": hp, "grpc": gp}[t] for t in want}
-
-            def inc_ready():
-                wait_until("GET /health/ping",
-                           lambda: http_get(hp, "/health/ping") == 200, srv,
-                           args.start_timeout)
-                cfg = incumbent_config(srv.log_path.read_text(errors="replace"))
-                results["incumbent_config"] = cfg
-                print("   incumbent defaults: " + (", ".join(
-                    f"{k}={v}" for k, v in cfg.items()) or "(not found in its log)") +
-                      f"; {len(session_pids(srv.sid))} processes", flush=True)
-
-            go("incumbent", srv, transports, inc_ready)
+        venv = None if args.skip_incumbent else seldon_venv(args)
+        # with --repeat, whole rounds (every server once) repeat, so slow drifts in the
+        # machine's other load spread over all servers alike
+        for rnd in range(args.repeat):
+            if args.repeat > 1:
+                print(f"\n######## round {rnd + 1} of {args.repeat}", flush=True)
+            if not args.skip_ceilings:
+                if "rest" in want:
+                    ceiling_rest()
+                if "grpc" in want:
+                    ceiling_grpc()
+            if not args.skip_ours:
+                ours()
+            if venv is not None:
+                incumbent(venv)
     except BenchError as e:
         print(f"\nERROR: {e}", file=sys.stderr)
         return 1
     finally:
         for srv in current:
             srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    for t, rows in results.get("runs", {}).items():
+        for label, runs in rows.items():
+            results.setdefault(t, {})[label] = median_run(runs)
 
     problems = report(results, args, want)
     if args.json:
@@ -665,7 +698,6 @@ def main() -> int:
         path.write_text(json.dumps({"meta": meta, "results": results}, indent=2,
                                    default=str) + "\n")
         print(f"\nresults written to {path}")
-    shutil.rmtree(tmp, ignore_errors=True)
     return 1 if problems else 0
 
 
@@ -673,8 +705,8 @@ def report(results: dict, args, want: list[str]) -> bool:
     names = {
         "rest": {"ceiling": "ceiling (bare ASGI, uvicorn)", "ours": "ours (seldon-router)",
                  "incumbent": "incumbent (seldon-core 1.18.2)"},
-        "grpc": {"ceiling": f"ceiling (bare grpc.aio, {args.grpc_ceiling_loop})", "ours": "ours (seldon-router)",
-                 "incumbent": "incumbent (seldon-core 1.18.2)"},
+        "grpc": {"ceiling": f"ceiling (bare grpc.aio, {args.grpc_ceiling_loop})",
+                 "ours": "ours (seldon-router)", "incumbent": "incumbent (seldon-core 1.18.2)"},
     }
     tools = {"rest": f"wrk -t1 -c{args.connections}", "grpc": f"h2load -c{args.connections} -m1"}
     any_problem = False
@@ -691,6 +723,9 @@ def report(results: dict, args, want: list[str]) -> bool:
             if r is None:
                 continue
             checks = "ok" if not r["problems"] else "FAIL: " + "; ".join(r["problems"])
+            if len(r.get("repeats", ())) > 1:
+                checks += (f" (median of {len(r['repeats'])}: "
+                           f"{min(r['repeats']):.0f}..{max(r['repeats']):.0f} req/s)")
             any_problem |= bool(r["problems"])
             print(f"  {names[t][key]:<32}{r['rps']:>9.0f}{r['p50_ms']:>9.3f}"
                   f"{r['p99_ms']:>9.3f}{r['server_cpu_pct']:>8.0f}%"
@@ -728,7 +763,7 @@ def report(results: dict, args, want: list[str]) -> bool:
             x = ours["rps"] / ceil["rps"] if ceil["rps"] else 0.0
             ok = x >= tgt["vs_ceiling"]
             verdicts.append(ok)
-            print(f"  {T:<5} ours/ceiling throughput    {100 * x:>7.0f}%    "
+            print(f"  {T:<5} ours/ceiling throughput    {100 * x:>7.1f}%   "
                   f"(target >= {100 * tgt['vs_ceiling']:.0f}%)   {'PASS' if ok else 'FAIL'}")
         if ours and inc:
             ok = ours["p99_ms"] < inc["p50_ms"]
@@ -737,6 +772,20 @@ def report(results: dict, args, want: list[str]) -> bool:
                   f"< incumbent p50 {inc['p50_ms']:.3f} ms   {'PASS' if ok else 'FAIL'}")
     if not verdicts:
         print("  (need ours and the incumbent or a ceiling in the same run)")
+    lines = []
+    for t in want:
+        rows = results.get(t, {})
+        ours = rows.get("ours")
+        for other in ("ceiling", "incumbent"):
+            o = rows.get(other)
+            if ours and o and o["server_cpu_us_per_req"]:
+                a, b = ours["server_cpu_us_per_req"], o["server_cpu_us_per_req"]
+                lines.append(f"  {'REST' if t == 'rest' else 'gRPC':<5} ours {a:.0f} us vs "
+                             f"{other} {b:.0f} us: {a / b:.2f}x")
+    if lines:
+        print("Server CPU per request (informative; steadier than req/s under steal and "
+              "other load)")
+        print("\n".join(lines))
     if any_problem:
         print("\n!! some runs reported errors (see the checks column); their numbers are "
               "not valid")

@@ -47,7 +47,8 @@ async def _route(request: bytes, context) -> bytes:
 
 
 async def serve(port: int, host: str) -> None:
-    server = grpc.aio.server()
+    # no SO_REUSEPORT: a stale server on the port must fail the bind, not share the load
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     handler = grpc.method_handlers_generic_handler(
         "seldon.protos.Router",
         {
@@ -71,8 +72,9 @@ def main() -> None:
     if args.uvloop:
         import uvloop
 
-        uvloop.install()
-    asyncio.run(serve(args.port, args.host))
+        uvloop.run(serve(args.port, args.host))
+    else:
+        asyncio.run(serve(args.port, args.host))
 
 
 if __name__ == "__main__":
