@@ -7,7 +7,7 @@ router never knows or cares which transport carried the request.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 # Which SeldonMessage form carried the data; "" when the message had none.
 DATA_KINDS = ("ndarray", "tensor", "tftensor", "strData", "binData", "jsonData", "customData")
@@ -29,13 +29,13 @@ class Headers(Mapping):
     __slots__ = ("_pairs", "_map")
 
     def __init__(self, pairs=()):
-        self._pairs = pairs
+        self._pairs = pairs  # (name, value) pairs, or a function returning them
         self._map = None
 
     def _built(self) -> dict:
         if self._map is None:
             out: dict = {}
-            for name, value in self._pairs:
+            for name, value in (self._pairs() if callable(self._pairs) else self._pairs) or ():
                 if isinstance(name, bytes):
                     name = name.decode("latin-1")
                 if isinstance(value, bytes):  # ASGI headers, gRPC "-bin" metadata
@@ -62,24 +62,46 @@ def empty_meta() -> dict:
     return {"puid": "", "tags": {}, "routing": {}, "requestPath": {}}
 
 
-@dataclass
 class Request:
     """One Route call (or the request half of a feedback).
 
     features: a numpy array for ndarray/tensor/tftensor data, a str for strData, bytes
     for binData, the decoded JSON for jsonData, a CustomData for customData, None when
-    the message carried no data. meta has the keys puid, tags, routing, requestPath, as
-    the Seldon wrapper's `meta` keyword. headers have lower-case names, repeated values
+    the message carried no data. Tensor data is decoded on first access, so a router
+    that never reads it never pays for it; a malformed tensor then raises BadRequest
+    (a 400) at that access. meta has the keys puid, tags, routing, requestPath, as the
+    Seldon wrapper's `meta` keyword. headers have lower-case names, repeated values
     joined by ","; query maps a name to its list of values.
     """
 
-    features: Any = None
-    feature_names: list = field(default_factory=list)
-    kind: str = ""
-    meta: dict = field(default_factory=empty_meta)
-    headers: Mapping[str, str] = field(default_factory=Headers)
-    path: str = ""
-    query: Mapping[str, list] = field(default_factory=dict)
+    __slots__ = ("_features", "_decode", "feature_names", "kind", "meta", "headers", "path", "query")
+
+    def __init__(self, features: Any = None, feature_names: list | None = None, kind: str = "",
+                 meta: dict | None = None, headers: Mapping[str, str] | None = None, path: str = "",
+                 query: Mapping[str, list] | None = None):
+        self._features = features
+        self._decode: Callable[[], Any] | None = None
+        self.feature_names = [] if feature_names is None else feature_names
+        self.kind = kind
+        self.meta = empty_meta() if meta is None else meta
+        self.headers = Headers() if headers is None else headers
+        self.path = path
+        self.query = {} if query is None else query
+
+    @property
+    def features(self) -> Any:
+        if self._decode is not None:
+            decode, self._decode = self._decode, None
+            self._features = decode()
+        return self._features
+
+    @features.setter
+    def features(self, value: Any) -> None:
+        self._features, self._decode = value, None
+
+    def defer_features(self, decode: Callable[[], Any]) -> None:
+        """Sets the features to decode(), called when (and if) a router first reads them."""
+        self._decode = decode
 
     @property
     def payload(self) -> Any:
@@ -89,14 +111,19 @@ class Request:
     @property
     def rows(self) -> int:
         """How many rows (instances) the request carries: 1 unless it is a batch array."""
-        shape = getattr(self.features, "shape", None)
-        if self.kind in ("ndarray", "tensor", "tftensor") and shape:
-            return int(shape[0])
+        if self.kind in ("ndarray", "tensor", "tftensor"):
+            shape = getattr(self.features, "shape", None)
+            if shape:
+                return int(shape[0])
         return 1
 
     @property
     def puid(self) -> str:
         return self.meta.get("puid", "")
+
+    def __repr__(self) -> str:
+        return (f"Request(kind={self.kind!r}, features={self.features!r}, feature_names={self.feature_names!r}, "
+                f"meta={self.meta!r}, path={self.path!r})")
 
 
 @dataclass

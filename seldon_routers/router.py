@@ -31,10 +31,15 @@ class Router:
     Class attributes a router may set:
       n_children: how many children it routes over; when set, the server rejects any
         decision outside [-2, n_children) as a router failure instead of sending it on.
+      reads_features: see below.
     """
 
     n_children: int | None = None
     name: str = ""  # shown in tags, errors and metadata; defaults to the class name
+    # False for a router that never looks at the request's tensor data: the server then
+    # skips decoding it. True (the default) decodes it before `route` runs, so a malformed
+    # tensor is refused before the router can change any state.
+    reads_features: bool = True
 
     # How to call `route`, worked out once per class from its signature.
     _route_takes_meta = False

@@ -123,7 +123,8 @@ def _custom(value, field: str) -> CustomData:
 
 
 def _data(value, field: str):
-    """DefaultData -> (kind, features, names)."""
+    """DefaultData -> (kind, a function decoding the features, names). The structure is
+    checked now; the array is built only if the router reads it (as from_proto does)."""
     _obj(value, field)
     names = _strings(value["names"], f"{field}.names") if value.get("names") is not None else []
     present = [k for k in ("ndarray", "tensor", "tftensor") if value.get(k) is not None]
@@ -133,7 +134,10 @@ def _data(value, field: str):
         return "", None, names
     kind = present[0]
     if kind == "ndarray":
-        return kind, arrays.ndarray(value["ndarray"], f"{field}.ndarray"), names
+        nested = value["ndarray"]
+        if not isinstance(nested, list):
+            raise BadRequest(f"{field}.ndarray: expected a JSON array, got {type(nested).__name__}")
+        return kind, lambda: arrays.ndarray(nested, f"{field}.ndarray"), names
     if kind == "tensor":
         t = _obj(value["tensor"], f"{field}.tensor")
         shape = _or_empty(t.get("shape"), [])
@@ -142,8 +146,9 @@ def _data(value, field: str):
         values = _or_empty(t.get("values"), [])
         if not isinstance(values, list):
             raise BadRequest(f"{field}.tensor.values: expected a list of numbers")
-        return kind, arrays.tensor(shape, values, f"{field}.tensor"), names
-    return kind, _tftensor(value["tftensor"], f"{field}.tftensor"), names
+        return kind, lambda: arrays.tensor(shape, values, f"{field}.tensor"), names
+    tensor = _obj(value["tftensor"], f"{field}.tftensor")
+    return kind, lambda: _tftensor(tensor, f"{field}.tftensor"), names
 
 
 def request(message, headers=None, path: str = "", query=None, field: str = "") -> Request:
@@ -167,7 +172,9 @@ def request(message, headers=None, path: str = "", query=None, field: str = "") 
         return req
     value = message[kind]
     if kind == "data":
-        req.kind, req.features, req.feature_names = _data(value, prefix + "data")
+        req.kind, decode, req.feature_names = _data(value, prefix + "data")
+        if decode is not None:
+            req.defer_features(decode)
         return req
     req.kind = kind
     if kind == "strData":

@@ -36,6 +36,7 @@ def meta(m) -> dict:
 
 
 def request(msg, headers=None, path: str = "") -> Request:
+    """Tensor data is decoded when the router first reads `features` (see Request)."""
     req = Request(meta=meta(msg.meta), path=path)
     if headers is not None:
         req.headers = headers
@@ -47,11 +48,11 @@ def request(msg, headers=None, path: str = "") -> Request:
         req.feature_names = list(data.names)
         inner = data.WhichOneof("data_oneof")
         if inner == "ndarray":
-            req.features = arrays.ndarray([value(v) for v in data.ndarray.values])
+            req.defer_features(lambda: arrays.ndarray([value(v) for v in data.ndarray.values]))
         elif inner == "tensor":
-            req.features = arrays.tensor(list(data.tensor.shape), list(data.tensor.values))
+            req.defer_features(lambda: arrays.tensor(list(data.tensor.shape), list(data.tensor.values)))
         elif inner == "tftensor":
-            req.features = arrays.tftensor(data.tftensor)
+            req.defer_features(lambda: arrays.tftensor(data.tftensor))
         req.kind = inner or ""
         return req
     req.kind = kind

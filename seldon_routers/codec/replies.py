@@ -7,8 +7,10 @@ executor does not inject routing (upstream issue 1823).
 
 from __future__ import annotations
 
+import copy
 import numbers
 from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -41,8 +43,25 @@ def reply_meta(puid: str, tags: dict, routing: dict | None = None, metrics: list
     return out
 
 
-def route_json(child: int, meta: dict) -> bytes:
-    return dumps({"data": {"names": ["t:0"], "ndarray": [[child]]}, "meta": meta})
+UNCACHED = object()  # Routed.decision_tags when the reply must be built afresh
+
+
+class Routed(NamedTuple):
+    """What a Route reply says: the child, and the reply meta's parts."""
+
+    child: int
+    unit_id: str
+    tags: dict
+    puid: str
+    metrics: list
+    decision_tags: Any = UNCACHED  # the router's own tags object, the key for reuse
+
+    def meta(self) -> dict:
+        return reply_meta(self.puid, self.tags, {self.unit_id: self.child}, self.metrics)
+
+
+def route_json(routed: Routed) -> bytes:
+    return dumps({"data": {"names": ["t:0"], "ndarray": [[routed.child]]}, "meta": routed.meta()})
 
 
 def message_json(meta: dict) -> bytes:
@@ -95,11 +114,11 @@ def fill_meta(target, meta: dict) -> None:
                            tags={str(k): str(x) for k, x in m.get("tags", {}).items()})
 
 
-def route_proto(child: int, meta: dict):
+def route_proto(routed: Routed):
     msg = pb.SeldonMessage()
     msg.data.names.append("t:0")
-    msg.data.ndarray.values.add().list_value.values.add().number_value = child
-    fill_meta(msg.meta, meta)
+    msg.data.ndarray.values.add().list_value.values.add().number_value = routed.child
+    fill_meta(msg.meta, routed.meta())
     return msg
 
 
@@ -107,3 +126,38 @@ def message_proto(meta: dict):
     msg = pb.SeldonMessage()
     fill_meta(msg.meta, meta)
     return msg
+
+
+def message_proto_bytes(meta: dict) -> bytes:
+    return message_proto(meta).SerializeToString()
+
+
+class ProtoRouteReplies:
+    """Serialized Route replies, reusing the part that repeats.
+
+    Most routers make a handful of distinct decisions (child plus tags), and building the
+    tags Struct dominates the cost of a reply. Protobuf merges concatenated messages, so
+    a reply is the cached bytes of (data, routing, tags) followed by the bytes of the
+    per-request part (puid, metrics). An entry is used only while the router's tags
+    object is the same one, with the same contents, as when it was cached.
+    """
+
+    def __init__(self, max_entries: int = 4096):
+        self._cache: dict = {}
+        self._max = max_entries
+
+    def route(self, routed: Routed) -> bytes:
+        key = routed.decision_tags
+        if key is UNCACHED:
+            return route_proto(routed).SerializeToString()
+        entry = self._cache.get((routed.child, id(key)))
+        if entry is None or entry[0] is not key or entry[1] != key:
+            if len(self._cache) >= self._max:
+                self._cache.clear()
+            static = route_proto(routed._replace(puid="", metrics=[])).SerializeToString()
+            entry = self._cache[(routed.child, id(key))] = (key, copy.deepcopy(key), static)
+        if not routed.puid and not routed.metrics:
+            return entry[2]
+        tail = pb.SeldonMessage()
+        fill_meta(tail.meta, reply_meta(routed.puid, {}, None, routed.metrics))
+        return entry[2] + tail.SerializeToString()

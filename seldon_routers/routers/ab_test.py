@@ -24,6 +24,7 @@ class ABTest(Router):
     """
 
     name = "ab-test"
+    reads_features = False  # static weights: the request's data never matters
 
     def __init__(self, n_branches: Optional[int] = None, weights: Union[str, list, None] = None,
                  seed: Optional[int] = None, branch_names: Union[str, list, None] = None,

@@ -76,14 +76,6 @@ def _overrides(router: Router, hook: str) -> bool:
     return getattr(type(router), hook) is not getattr(Router, hook)
 
 
-def _route_json(decided):
-    return replies.route_json(*decided)
-
-
-def _route_proto(decided):
-    return replies.route_proto(*decided)
-
-
 class DataPlane:
     def __init__(self, router: Any, unit_id: str = "0", router_name: str | None = None,
                  max_in_flight: int = 0, metrics: Metrics | None = None):
@@ -94,6 +86,7 @@ class DataPlane:
         self.metrics = metrics or Metrics()
         self.ready = False
         self.in_flight = 0
+        self._proto_replies = replies.ProtoRouteReplies()
         # Hooks that cost a call per request only when the router defines them.
         self._has_tags = _overrides(self.router, "tags")
         self._has_metrics = _overrides(self.router, "metrics")
@@ -104,8 +97,10 @@ class DataPlane:
 
     # --- the two calls ------------------------------------------------------------------
 
-    async def route(self, request: Request) -> tuple[int, dict]:
-        """Decides, validates the decision, and returns (child, reply meta)."""
+    async def route(self, request: Request) -> replies.Routed:
+        """Decides, validates the decision, and returns what the reply needs."""
+        if self.router.reads_features:
+            request.features  # decode now: a malformed tensor is a 400 before the router runs
         try:
             decision = self.router.decide(request)
             if type(decision) is not Decision and inspect.isawaitable(decision):
@@ -121,7 +116,8 @@ class DataPlane:
         tags = {self.unit_id: decision_tags or {"route": child}}
         if self._has_tags:
             tags = {**self._router_tags(), **tags}
-        return child, replies.reply_meta(request.puid, tags, {self.unit_id: child}, self._router_metrics())
+            decision_tags = replies.UNCACHED  # tags() may change from call to call
+        return replies.Routed(child, self.unit_id, tags, request.puid, self._router_metrics(), decision_tags)
 
     async def feedback(self, fb: Feedback) -> dict:
         """Checks the feedback can be attributed, applies it, returns the reply meta."""
@@ -198,18 +194,19 @@ class DataPlane:
 
     def route_json(self, message: object, headers=None, path: str = "", query=None):
         return self._serve("route", "rest", lambda: from_json.request(message, headers, path, query),
-                           self.route, _route_json)
+                           self.route, replies.route_json)
 
     def feedback_json(self, message: object, headers=None, path: str = "", query=None):
         return self._serve("feedback", "rest", lambda: from_json.feedback(message, self.unit_id, headers, path, query),
                            self.feedback, replies.message_json)
 
     def route_proto(self, msg, headers=None, path: str = ""):
-        return self._serve("route", "grpc", lambda: from_proto.request(msg, headers, path), self.route, _route_proto)
+        return self._serve("route", "grpc", lambda: from_proto.request(msg, headers, path), self.route,
+                           self._proto_replies.route)
 
     def feedback_proto(self, msg, headers=None, path: str = ""):
         return self._serve("feedback", "grpc", lambda: from_proto.feedback(msg, self.unit_id, headers, path),
-                           self.feedback, replies.message_proto)
+                           self.feedback, replies.message_proto_bytes)
 
     # --- introspection -----------------------------------------------------------------
 

@@ -24,10 +24,10 @@ def _unary(dp: DataPlane, path: str, message_cls, call):
         except DecodeError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid {message_cls.__name__}: {exc}")
         try:
-            reply = await call(msg, Headers(context.invocation_metadata() or ()), path)
+            # Metadata is fetched only if the router reads a header.
+            return await call(msg, Headers(context.invocation_metadata), path)
         except RouterError as exc:
             await context.abort(grpc.StatusCode[exc.grpc_code], exc.message)
-        return reply.SerializeToString()
 
     return grpc.unary_unary_rpc_method_handler(handler)
 

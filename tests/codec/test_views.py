@@ -127,7 +127,9 @@ def same_features(a, b):
 
 def view(decode, *args):
     try:
-        return decode(*args)
+        decoded = decode(*args)
+        (decoded.request if hasattr(decoded, "request") else decoded).features  # decoded on first read
+        return decoded
     except BadRequest as exc:  # both decoders must then refuse alike
         return ("refused", type(exc))
 
