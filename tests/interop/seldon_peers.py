@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from servers import free_port
+from servers import RouterProcess, free_port
 
 SELDON_SIDE = Path(__file__).resolve().parent / "seldon_side.py"
 REPO = Path(__file__).resolve().parents[2]
@@ -50,20 +50,8 @@ def route_value(message: dict) -> int:
 
 
 @dataclass
-class Microservice:
-    proc: subprocess.Popen
-    http_port: int
-    grpc_port: int
-    metrics_port: int
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+class Microservice(RouterProcess):
+    log_path: Path = Path("/dev/null")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
