@@ -120,3 +120,26 @@ def test_sigterm_when_idle_exits_zero():
         assert rp.proc.wait(timeout=5) == 0
     finally:
         rp.stop(signal.SIGKILL)
+
+
+def test_calls_beyond_max_in_flight_get_429_and_resource_exhausted():
+    rp = serve("echo_router.SlowRouter", "--unit-id", "slow", "--param", "delay=1.5", "--max-in-flight", "1")
+    try:
+        first = {}
+        busy = threading.Thread(target=lambda: first.update(
+            r=requests.post(rp.url + "/route", json={"strData": "a"}, timeout=10)))
+        busy.start()
+        deadline = time.monotonic() + 5
+        while requests.get(rp.url + "/state").json()["state"]["started"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        rejected = requests.post(rp.url + "/route", json={"strData": "b"}, timeout=10)
+        assert rejected.status_code == 429
+        assert rejected.json()["status"]["reason"] == "TOO_MANY_REQUESTS"
+        with grpc.insecure_channel(rp.grpc_target) as channel, pytest.raises(grpc.RpcError) as err:
+            grpc_call(channel, "/seldon.protos.Router/Route", pb.SeldonMessage(strData="c"))
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        busy.join()
+        assert first["r"].status_code == 200
+        assert requests.get(rp.url + "/state").json()["state"]["started"] == 1  # the rejected never ran
+    finally:
+        rp.stop()
