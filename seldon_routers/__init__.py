@@ -9,11 +9,19 @@ from .errors import BadRequest, ConfigError, RouterError
 from .request import Feedback, Request
 from .router import ALL_CHILDREN, NO_CHILDREN, Decision, Router
 from .routers.ab_test import ABTest
+from .routers.bandits.epsilon_greedy import EpsilonGreedy
+from .routers.bandits.linear import LinUCB
+from .routers.bandits.thompson import ThompsonSampling
+from .routers.bandits.ucb import UCB1
 
 __all__ = [
     "ALL_CHILDREN",
     "NO_CHILDREN",
     "ABTest",
+    "EpsilonGreedy",
+    "LinUCB",
+    "ThompsonSampling",
+    "UCB1",
     "BadRequest",
     "ConfigError",
     "Decision",

@@ -1,4 +1,4 @@
-"""`seldon-router`: serve a router, list the built-ins.
+"""`seldon-router`: serve a router, list the built-ins, simulate bandit policies.
 
 Configuration is read once here, flags over environment over Seldon's defaults; a bad
 value stops start-up with a message naming it (exit status 2).
@@ -12,7 +12,7 @@ import os
 import sys
 
 from . import params, registry
-from .errors import ConfigError
+from .errors import ConfigError, RouterError
 
 
 def _env_int(name: str, default: int) -> int:
@@ -51,7 +51,48 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", default=os.environ.get("SELDON_LOG_LEVEL", "info").lower(),
                    choices=["debug", "info", "warning", "error"])
     sub.add_parser("list", help="list the built-in routers and their parameters")
+    _simulate_parser(sub)
     return parser
+
+
+def _simulate_parser(sub) -> None:
+    m = sub.add_parser(
+        "simulate", help="run routers on a simulated bandit and print their regret",
+        description="Runs routers (policies) on a simulated bandit environment, every policy on the "
+                    "same reward draws, and prints the mean cumulative pseudo-regret at T = 10, 100, "
+                    "..., horizon, with the Lai-Robbins bound for stationary environments.")
+    which = m.add_mutually_exclusive_group()
+    which.add_argument("--policy", metavar="ROUTER", help="one policy: a built-in name or an import path")
+    which.add_argument("--compare", metavar="A,B,...",
+                       help="policies to compare, comma-separated; LABEL=ROUTER names one "
+                            "(to compare a router under different parameters)")
+    m.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a parameter for every policy whose constructor takes it; repeat for several")
+    m.add_argument("--policy-param", action="append", default=[], metavar="LABEL:NAME=VALUE",
+                   help="a parameter for one policy (after --param)")
+    e = m.add_argument_group("environment")
+    e.add_argument("--env", default="bernoulli", choices=["bernoulli", "gaussian", "drift", "contextual"])
+    e.add_argument("--means", metavar="M1,M2,...", help="the arms' expected rewards")
+    e.add_argument("--arms", type=int, metavar="K",
+                   help="number of arms (with --best/--gap instead of --means; contextual: default 10)")
+    e.add_argument("--best", type=float, help="shorthand: arm 0's mean (default 0.5)")
+    e.add_argument("--gap", type=float, help="shorthand: the other arms' mean is best - gap (default 0.1)")
+    e.add_argument("--sigma", type=float, default=1.0, help="gaussian: reward noise (default 1)")
+    e.add_argument("--drift-at", type=int, metavar="STEP", help="drift: the step the means change at "
+                                                                "(default horizon / 2)")
+    e.add_argument("--drifted-means", metavar="M1,M2,...", help="drift: the means from --drift-at on")
+    e.add_argument("--dim", type=int, default=5, help="contextual: number of features (default 5)")
+    r = m.add_argument_group("run")
+    r.add_argument("--horizon", type=int, default=10_000, metavar="T", help="steps per run (default 10000)")
+    r.add_argument("--repetitions", type=int, default=10, metavar="R", help="runs per policy (default 10)")
+    r.add_argument("--seed", type=int, default=0, help="seeds the reward draws and the policies (default 0)")
+    r.add_argument("--batch", type=int, default=1, metavar="B",
+                   help="delayed feedback: the rewards of B steps are sent after their B routes (default 1)")
+    r.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    o = m.add_argument_group("output")
+    o.add_argument("--out", metavar="DIR", help="write DIR/regret.csv and DIR/regret.png")
+    o.add_argument("--no-plot", action="store_true", help="with --out: no PNG")
+    o.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
 
 
 def _router_params(args) -> dict:
@@ -102,6 +143,14 @@ def list_builtins() -> None:
             print(f"    {p['name']}: {p['type']} ({default})")
 
 
+def simulate(args) -> int:
+    try:  # numpy only; matplotlib and tqdm (the sim extra) load when used
+        from .simulate import cli as simulate_cli
+    except ImportError as exc:
+        raise ConfigError(f"simulate: cannot load the simulator ({exc})") from None
+    return simulate_cli.run(args)
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=getattr(args, "log_level", "info").upper(),
@@ -109,11 +158,16 @@ def main(argv=None) -> int:
     try:
         if args.command == "list":
             list_builtins()
+        elif args.command == "simulate":
+            return simulate(args)
         else:
             serve(args)
     except ConfigError as exc:
         print(f"seldon-router: error: {exc.message}", file=sys.stderr)
         return 2
+    except RouterError as exc:  # a policy failed during a simulation
+        print(f"seldon-router: error: {exc.message}", file=sys.stderr)
+        return 1
     return 0
 
 

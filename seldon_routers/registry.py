@@ -12,6 +12,10 @@ from .router import Router
 # to the others.
 BUILTINS = {
     "ab-test": "seldon_routers.routers.ab_test:ABTest",
+    "epsilon-greedy": "seldon_routers.routers.bandits.epsilon_greedy:EpsilonGreedy",
+    "thompson-sampling": "seldon_routers.routers.bandits.thompson:ThompsonSampling",
+    "ucb1": "seldon_routers.routers.bandits.ucb:UCB1",
+    "lin-ucb": "seldon_routers.routers.bandits.linear:LinUCB",
 }
 
 

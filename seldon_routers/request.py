@@ -132,6 +132,8 @@ class Feedback:
 
     routing is the child that served the request, read from the response's
     meta.routing under this unit's id; None when the response did not say.
+    reward_given is False when a JSON feedback had no reward (it then reads 0.0, as
+    protobuf, which cannot tell a missing float from 0, always does).
     """
 
     request: Request
@@ -139,3 +141,4 @@ class Feedback:
     reward: float
     truth: Any
     routing: int | None = None
+    reward_given: bool = True

@@ -207,7 +207,8 @@ def feedback(message, unit_id: str, headers=None, path: str = "", query=None) ->
     return Feedback(
         request=req,
         response_meta=response_meta,
-        reward=reward(message.get("reward", 0.0)),
+        reward=reward(message["reward"]) if message.get("reward") is not None else 0.0,
+        reward_given=message.get("reward") is not None,
         truth=request(truth, field="truth").features if truth is not None else None,
         routing=routing_for(response_meta, unit_id),
     )

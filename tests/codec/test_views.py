@@ -174,7 +174,13 @@ def test_reward_keeps_its_decimal_value_on_both_transports():
     assert from_json.feedback({"reward": 0.9}, "r").reward == 0.9
 
 
-@pytest.mark.parametrize("reward", [float("nan"), float("inf"), 1e39, "0.5", True, None])
+def test_missing_reward_reads_zero_and_says_so():
+    fb = from_json.feedback({}, "r")
+    assert fb.reward == 0.0 and not fb.reward_given
+    assert from_json.feedback({"reward": 0}, "r").reward_given
+
+
+@pytest.mark.parametrize("reward", [float("nan"), float("inf"), 1e39, "0.5", True])
 def test_bad_rewards_are_refused_with_the_field_named(reward):
     with pytest.raises(BadRequest, match="reward"):
         from_json.feedback({"reward": reward}, "r")

@@ -1,0 +1,1 @@
+"""Bandit routers: they learn from feedback rewards which child serves best."""

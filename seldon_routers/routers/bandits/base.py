@@ -1,0 +1,217 @@
+"""What every bandit router shares: arms, a per-instance generator, reward checks,
+exactly-once feedback per puid, drift handling, guard rails and a versioned state.
+
+Rewards are the success fraction of the batch the feedback's request carried: with n
+rows (1 when it has none), an update adds reward*n successes out of n trials, never
+truncated (Seldon's routers did int(reward*n), so 0.9 on one row counted as a failure).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import weakref
+from collections import OrderedDict, deque
+from typing import Optional, Union
+
+import numpy as np
+
+from ...errors import BadRequest, ConfigError
+from ...request import Feedback, Request
+from ...router import Decision, Router
+from .._arms import resolve_arms
+
+STATE_VERSION = 1
+
+
+def rows_of(features) -> int:
+    """Rows of a Seldon-wrapper `features` value: a batch array's first dimension, else 1."""
+    shape = getattr(features, "shape", None)
+    return int(shape[0]) if shape and isinstance(features, np.ndarray) else 1
+
+
+def _reseed_after_fork(ref) -> None:
+    bandit = ref()
+    if bandit is not None:
+        bandit.reseed_for_process()
+
+
+class Bandit(Router):
+    """Base of the bandit routers. Subclasses write `choose()` and keep their statistics
+    through `_update(arm, successes, trials, request)`.
+
+    n_branches, branch_names: the arms (Seldon's names); seed: this instance's generator
+    (0 is a seed like any other; each forked worker process draws its own stream).
+    discount: in (0, 1], multiplies past statistics at each update (forgets old rewards).
+    window: keep only the last `window` feedbacks (an alternative to discount).
+    min_share: each arm gets at least this share of routes (forced exploration).
+    max_share: no arm gets more than this share of recent routes.
+    dedupe: how many feedback puids to remember so a duplicate is applied once.
+    """
+
+    reads_features = False
+    reward_range: Optional[tuple] = (0.0, 1.0)  # None: any finite reward (Gaussian models)
+
+    def __init__(self, n_branches: Optional[int] = None, branch_names: Union[str, list, None] = None,
+                 seed: Optional[int] = None, discount: Optional[float] = None, window: Optional[int] = None,
+                 min_share: Optional[float] = None, max_share: Optional[float] = None, dedupe: int = 100_000):
+        if n_branches is None and branch_names is None:
+            raise ConfigError("n_branches: required (or branch_names)")
+        self.branch_names = resolve_arms(n_branches, branch_names)
+        k = self.n_children = len(self.branch_names)
+        if discount is not None and not 0 < discount <= 1:
+            raise ConfigError(f"discount: must be within (0, 1], got {discount!r}")
+        if window is not None and (isinstance(window, bool) or window < 1):
+            raise ConfigError(f"window: must be an integer >= 1, got {window!r}")
+        if discount is not None and window is not None:
+            raise ConfigError("discount: give either discount or window, not both")
+        if min_share is not None and not 0 <= min_share * k <= 1:
+            raise ConfigError(f"min_share: must be within [0, 1/n_branches], got {min_share!r}")
+        if max_share is not None and not (1 / k <= max_share <= 1):
+            raise ConfigError(f"max_share: must be within [1/n_branches, 1], got {max_share!r}")
+        if isinstance(dedupe, bool) or dedupe < 0:
+            raise ConfigError(f"dedupe: must be an integer >= 0, got {dedupe!r}")
+        self.seed = seed
+        self.discount = discount
+        self.window = window
+        self.min_share = min_share or 0.0
+        self.max_share = max_share
+        self.rng = np.random.default_rng(seed)
+        self.lock = threading.Lock()
+        # Plain lists: per-arm scalar updates are several times faster than on numpy arrays.
+        self.pulls = [0.0] * k  # trials credited to each arm (rows, discounted if asked)
+        self.successes = [0.0] * k  # sum of reward * rows
+        self.routes = [0] * k  # decisions made
+        self._recent = np.full(k, 1.0 / k)  # exponentially weighted share of recent routes
+        self._window: deque = deque()
+        self._seen: OrderedDict = OrderedDict()
+        self._dedupe = dedupe
+        self.duplicates = 0
+        os.register_at_fork(after_in_child=lambda ref=weakref.ref(self): _reseed_after_fork(ref))
+
+    def reseed_for_process(self) -> None:
+        """A forked worker must not replay its parent's draws: mix the pid into the seed."""
+        entropy = None if self.seed is None else [self.seed, os.getpid()]
+        self.rng = np.random.default_rng(entropy)
+
+    # --- routing ---------------------------------------------------------------------
+
+    def choose(self, request: Request) -> tuple[int, float]:
+        """The policy: (arm, probability this arm had of being chosen)."""
+        raise NotImplementedError
+
+    def decide(self, request: Request) -> Decision:
+        k = self.n_children
+        if self.min_share and self.rng.random() < self.min_share * k:
+            arm, base_p = int(self.rng.integers(k)), None
+        else:
+            arm, base_p = self.choose(request)
+        capped = False
+        if self.max_share is not None and self._recent[arm] > self.max_share:
+            allowed = np.flatnonzero(self._recent <= self.max_share)
+            if len(allowed):
+                arm, capped = int(allowed[self.rng.integers(len(allowed))]), True
+        if base_p is None:  # forced exploration drew it; its own policy may have too
+            base_p = self.choose_probability(request, arm)
+        p = self.min_share + (1 - self.min_share * k) * base_p
+        self.routes[arm] += 1
+        if self.max_share is not None:
+            self._recent *= 0.999
+            self._recent[arm] += 0.001
+        tags = {"route": arm, "branch": self.branch_names[arm], "propensity": p}
+        if capped:
+            tags["capped"] = True  # max_share moved it: the propensity is the policy's, not exact
+        return Decision(arm, tags)
+
+    def choose_probability(self, request: Request, arm: int) -> float:
+        """The policy's probability of `arm` (for the propensity tag); exact or estimated."""
+        return 1.0 / self.n_children
+
+    def route(self, features, feature_names, **kwargs) -> int:
+        return self.decide(Request(features, feature_names, kind="ndarray" if isinstance(features, np.ndarray)
+                                   else "")).child
+
+    # --- learning --------------------------------------------------------------------
+
+    def check_reward(self, reward) -> float:
+        if reward is None:
+            raise BadRequest("reward: missing; a bandit needs a reward to learn from")
+        if isinstance(reward, bool) or not isinstance(reward, (int, float, np.floating)) or not math.isfinite(reward):
+            raise BadRequest(f"reward: must be a finite number, got {reward!r}")
+        lo_hi = self.reward_range
+        if lo_hi is not None and not lo_hi[0] <= reward <= lo_hi[1]:
+            raise BadRequest(f"reward: must be within [{lo_hi[0]}, {lo_hi[1]}] (the success fraction of the "
+                             f"request's rows), got {reward!r}")
+        return float(reward)
+
+    def check_routing(self, routing) -> int:
+        if routing is None:
+            raise BadRequest("routing: missing; feedback must say which child served the request")
+        if isinstance(routing, bool) or not isinstance(routing, (int, np.integer)) \
+                or not 0 <= routing < self.n_children:
+            raise BadRequest(f"routing: {routing!r} is not one of this router's children "
+                             f"(0..{self.n_children - 1})")
+        return int(routing)
+
+    def send_feedback(self, features, feature_names, reward, truth, routing=None, **kwargs):
+        """Seldon's entry point (also what the simulator drives)."""
+        request = Request(features, feature_names, kind="ndarray" if isinstance(features, np.ndarray) else "")
+        self._apply(self.check_routing(routing), self.check_reward(reward), rows_of(features), request, None)
+
+    def learn(self, feedback: Feedback):
+        """This server's entry point: the same, plus exactly-once per puid."""
+        request = feedback.request
+        puid = feedback.response_meta.get("puid") or request.puid
+        reward = feedback.reward if feedback.reward_given else None
+        self._apply(self.check_routing(feedback.routing), self.check_reward(reward), request.rows, request, puid)
+
+    def _apply(self, arm: int, reward: float, rows: int, request: Request, puid: Optional[str]) -> None:
+        context = self.context_of(request)  # validated before anything changes
+        with self.lock:
+            if puid and self._dedupe:
+                if puid in self._seen:
+                    self.duplicates += 1
+                    return
+                self._seen[puid] = None
+                if len(self._seen) > self._dedupe:
+                    self._seen.popitem(last=False)
+            if self.discount is not None and self.discount < 1:
+                self._decay(self.discount)
+            self._update(arm, reward * rows, rows, context)
+            if self.window is not None:
+                self._window.append((arm, reward * rows, rows, context))
+                if len(self._window) > self.window:
+                    old_arm, old_s, old_n, old_ctx = self._window.popleft()
+                    self._update(old_arm, -old_s, -old_n, old_ctx)
+
+    def context_of(self, request: Request):
+        """What a contextual bandit learns from (validated); None for plain bandits."""
+        return None
+
+    def _decay(self, factor: float) -> None:
+        self.pulls = [x * factor for x in self.pulls]
+        self.successes = [x * factor for x in self.successes]
+
+    def _update(self, arm: int, successes: float, trials: float, context) -> None:
+        self.pulls[arm] += trials
+        self.successes[arm] += successes
+
+    # --- state -----------------------------------------------------------------------
+
+    def state(self) -> dict:
+        with self.lock:
+            return {"version": STATE_VERSION, "policy": self.name, "arms": list(self.branch_names),
+                    "pulls": list(self.pulls), "successes": list(self.successes),
+                    "routes": list(self.routes), "duplicates": self.duplicates, **self._extra_state()}
+
+    def _extra_state(self) -> dict:
+        return {}
+
+    def mean(self, arm: int) -> float:
+        """Observed mean reward of an arm (0 before any feedback)."""
+        n = self.pulls[arm]
+        return self.successes[arm] / n if n > 1e-12 else 0.0
+
+    def means(self) -> list:
+        return [self.mean(i) for i in range(self.n_children)]

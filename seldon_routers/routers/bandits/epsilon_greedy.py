@@ -1,0 +1,64 @@
+"""`epsilon-greedy`: the best arm so far, except a share epsilon of routes explores."""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from ...errors import ConfigError
+from ...request import Request
+from .base import Bandit
+
+
+class EpsilonGreedy(Bandit):
+    """Routes to the arm with the best observed mean reward; with probability epsilon to
+    an arm drawn uniformly from ALL arms (Seldon's explored only the others, and failed
+    with one branch). Ties break at random.
+
+    epsilon: exploration share (default 0.1). epsilon_decay: multiplies epsilon after each
+    route (1 = constant); epsilon_min: the floor it decays to.
+    """
+
+    name = "epsilon-greedy"
+
+    def __init__(self, n_branches: Optional[int] = None, epsilon: float = 0.1, epsilon_decay: float = 1.0,
+                 epsilon_min: float = 0.0, seed: Optional[int] = None, branch_names: Union[str, list, None] = None,
+                 discount: Optional[float] = None, window: Optional[int] = None, min_share: Optional[float] = None,
+                 max_share: Optional[float] = None, dedupe: int = 100_000):
+        super().__init__(n_branches, branch_names, seed, discount, window, min_share, max_share, dedupe)
+        for field, value in (("epsilon", epsilon), ("epsilon_min", epsilon_min)):
+            if not 0 <= value <= 1:
+                raise ConfigError(f"{field}: must be within [0, 1], got {value!r}")
+        if not 0 < epsilon_decay <= 1:
+            raise ConfigError(f"epsilon_decay: must be within (0, 1], got {epsilon_decay!r}")
+        self.epsilon, self.epsilon_decay, self.epsilon_min = float(epsilon), float(epsilon_decay), float(epsilon_min)
+        self._greedy = list(range(self.n_children))  # arms tied for the best mean, kept current
+
+    def choose(self, request: Request) -> tuple[int, float]:
+        rng, k, eps = self.rng, self.n_children, self.epsilon
+        greedy = self._greedy
+        if rng.random() < eps:
+            arm = int(rng.random() * k)
+        else:
+            arm = greedy[int(rng.random() * len(greedy))] if len(greedy) > 1 else greedy[0]
+        if self.epsilon_decay < 1:
+            self.epsilon = max(self.epsilon_min, eps * self.epsilon_decay)
+        return arm, self._probability(arm, eps, greedy)
+
+    def _probability(self, arm: int, eps: float, greedy: list) -> float:
+        """Exact: (1 - eps) / |ties| for a tied-best arm, plus eps / k for every arm."""
+        return (1 - eps) * (arm in greedy) / len(greedy) + eps / self.n_children
+
+    def choose_probability(self, request: Request, arm: int) -> float:
+        return self._probability(arm, self.epsilon, self._greedy)
+
+    def _update(self, arm, successes, trials, context) -> None:
+        super()._update(arm, successes, trials, context)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        means = self.means()
+        best = max(means)
+        self._greedy = [i for i, m in enumerate(means) if m == best]
+
+    def _extra_state(self) -> dict:
+        return {"epsilon": self.epsilon, "means": self.means()}

@@ -1,0 +1,92 @@
+"""`lin-ucb`: a contextual bandit over the request's numeric features (Li et al. 2010)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from ...errors import BadRequest, ConfigError
+from ...request import Request
+from .base import Bandit
+
+
+class LinUCB(Bandit):
+    """Disjoint LinUCB: each arm's expected reward is linear in the context x (the
+    request's features: one row, or the mean row of a batch). Routes to the arm with
+    the highest theta.x + alpha * sqrt(x' A^-1 x). n_features fixes the width (default:
+    the first request's); a request of another width is a 400. Discount and window are
+    not supported (use the Bernoulli routers for drifting rewards)."""
+
+    name = "lin-ucb"
+    reads_features = True
+    reward_range = None  # any finite reward
+
+    def __init__(self, n_branches: Optional[int] = None, alpha: float = 1.0, ridge: float = 1.0,
+                 n_features: Optional[int] = None, seed=None, branch_names=None, min_share=None, max_share=None,
+                 dedupe: int = 100_000):
+        super().__init__(n_branches, branch_names, seed, None, None, min_share, max_share, dedupe)
+        if not alpha >= 0:
+            raise ConfigError(f"alpha: must be >= 0, got {alpha!r}")
+        if not ridge > 0:
+            raise ConfigError(f"ridge: must be > 0, got {ridge!r}")
+        if n_features is not None and n_features < 1:
+            raise ConfigError(f"n_features: must be >= 1, got {n_features!r}")
+        self.alpha, self.ridge = float(alpha), float(ridge)
+        self.n_features = n_features
+        if n_features:
+            self._init_model(n_features)
+
+    def _init_model(self, d: int) -> None:
+        self.n_features = d
+        k = self.n_children
+        self.a_inv = np.stack([np.eye(d) / self.ridge] * k)  # (k, d, d)
+        self.b = np.zeros((k, d))
+        self.theta = np.zeros((k, d))
+
+    def context_of(self, request: Request) -> np.ndarray:
+        x = request.features
+        if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiub" or x.size == 0:
+            raise BadRequest("features: lin-ucb needs numeric tensor data (ndarray, tensor or tftensor), "
+                             f"got {type(x).__name__}")
+        x = x.astype(np.float64).reshape(len(x), -1) if x.ndim > 1 else x.astype(np.float64).reshape(1, -1)
+        if not np.isfinite(x).all():
+            raise BadRequest("features: must be finite numbers")
+        with self.lock:
+            if self.n_features is None:
+                self._init_model(x.shape[1])
+        if x.shape[1] != self.n_features:
+            raise BadRequest(f"features: expected {self.n_features} numeric columns per row, got {x.shape[1]}")
+        return x
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        ctx = x.mean(axis=0)
+        spread = np.einsum("i,kij,j->k", ctx, self.a_inv, ctx)
+        return self.theta @ ctx + self.alpha * np.sqrt(np.maximum(spread, 0.0))
+
+    def choose(self, request: Request) -> tuple[int, float]:
+        scores = self.scores(self.context_of(request))
+        best = np.flatnonzero(scores == scores.max())
+        arm = int(best[int(self.rng.random() * len(best))])
+        return arm, 1.0 / len(best)
+
+    def choose_probability(self, request: Request, arm: int) -> float:
+        scores = self.scores(self.context_of(request))
+        best = np.flatnonzero(scores == scores.max())
+        return float(arm in best) / len(best)
+
+    def _update(self, arm, successes, trials, context) -> None:
+        super()._update(arm, successes, trials, context)
+        reward = successes / trials if trials else 0.0
+        a_inv = self.a_inv[arm]
+        for x in context:  # Sherman-Morrison: one rank-one update per row
+            ax = a_inv @ x
+            a_inv -= np.outer(ax, ax) / (1.0 + x @ ax)
+            self.b[arm] += reward * x
+        self.theta[arm] = a_inv @ self.b[arm]
+
+    def _extra_state(self) -> dict:
+        if self.n_features is None:
+            return {"n_features": None}
+        return {"n_features": self.n_features, "alpha": self.alpha, "theta": self.theta.tolist(),
+                "b": self.b.tolist(), "a_inv": self.a_inv.tolist()}
