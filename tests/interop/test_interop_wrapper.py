@@ -25,6 +25,10 @@ def params(**kv):
 ROUTERS = [
     pytest.param(("seldon_routers.ABTest", params(n_branches=3, weights="0.5:0.3:0.2", seed=7), 3),
                  id="ABTest"),
+    pytest.param(("seldon_routers.EpsilonGreedy", params(n_branches=3, epsilon=0.1, seed=0), 3), id="EpsilonGreedy"),
+    pytest.param(("seldon_routers.ThompsonSampling", params(n_branches=3, seed=0), 3), id="ThompsonSampling"),
+    pytest.param(("seldon_routers.UCB1", params(n_branches=3, seed=0), 3), id="UCB1"),
+    pytest.param(("seldon_routers.LinUCB", params(n_branches=3, seed=0), 3), id="LinUCB"),
 ]
 
 REQUEST = {"data": {"names": ["a", "b"], "ndarray": [[1.0, 2.0]]}}
@@ -97,3 +101,18 @@ def test_ab_test_weights_respected(seldon_venv):
     # 0.1 is more than 3 standard deviations of a share over 300 draws (at most 0.029).
     for child, w in enumerate(weights):
         assert abs(counts[child] / n - w) < 0.1, counts
+
+
+def test_a_bandit_learns_under_the_wrapper(seldon_venv):
+    """Feedback through Seldon's wrapper reaches send_feedback with its routing: after
+    rewards for child 2 only, a greedy bandit routes everything there."""
+    parameters = params(n_branches=3, epsilon=0.0, seed=3)
+    with seldon_microservice(seldon_venv, "seldon_routers.EpsilonGreedy", parameters, unit_id=UNIT) as ms:
+        ms.n_children = 3
+        with requests.Session() as s:
+            for child in (0, 1, 2):
+                feedback = {"request": REQUEST, "response": {"meta": {"routing": {UNIT: child}}},
+                            "reward": 1.0 if child == 2 else 0.0}
+                assert s.post(ms.url + "/send-feedback", json=feedback, timeout=10).status_code == 200
+            routes = {assert_route(ms, s.post(ms.url + "/route", json=REQUEST, timeout=10)) for _ in range(20)}
+    assert routes == {2}
