@@ -23,6 +23,7 @@ from ...router import Decision, Router
 from .._arms import resolve_arms
 
 STATE_VERSION = 1
+_NO_REQUEST = Request()
 
 
 def rows_of(features) -> int:
@@ -102,6 +103,14 @@ class Bandit(Router):
         raise NotImplementedError
 
     def decide(self, request: Request) -> Decision:
+        if self.min_share or self.max_share is not None:
+            return self._guarded(request)
+        arm, p = self.choose(request)
+        self.routes[arm] += 1
+        return Decision(arm, {"route": arm, "branch": self.branch_names[arm], "propensity": p})
+
+    def _guarded(self, request: Request) -> Decision:
+        """decide() with the guard rails: forced exploration, then the share cap."""
         k = self.n_children
         if self.min_share and self.rng.random() < self.min_share * k:
             arm, base_p = int(self.rng.integers(k)), None
@@ -129,12 +138,20 @@ class Bandit(Router):
         return 1.0 / self.n_children
 
     def route(self, features, feature_names, **kwargs) -> int:
-        return self.decide(Request(features, feature_names, kind="ndarray" if isinstance(features, np.ndarray)
-                                   else "")).child
+        return self.decide(self._request(features, feature_names)).child
+
+    def _request(self, features, feature_names) -> Request:
+        """The request view for Seldon's entry points; one shared empty view for a policy
+        that never reads the request (no allocation per call)."""
+        if not self.reads_features:
+            return _NO_REQUEST
+        return Request(features, feature_names, kind="ndarray" if isinstance(features, np.ndarray) else "")
 
     # --- learning --------------------------------------------------------------------
 
     def check_reward(self, reward) -> float:
+        if type(reward) is float and 0.0 <= reward <= 1.0 and self.reward_range == (0.0, 1.0):
+            return reward  # the common case, checked in one line (NaN fails the comparison)
         if reward is None:
             raise BadRequest("reward: missing; a bandit needs a reward to learn from")
         if isinstance(reward, bool) or not isinstance(reward, (int, float, np.floating)) or not math.isfinite(reward):
@@ -146,6 +163,8 @@ class Bandit(Router):
         return float(reward)
 
     def check_routing(self, routing) -> int:
+        if type(routing) is int and 0 <= routing < self.n_children:
+            return routing
         if routing is None:
             raise BadRequest("routing: missing; feedback must say which child served the request")
         if isinstance(routing, bool) or not isinstance(routing, (int, np.integer)) \
@@ -156,8 +175,8 @@ class Bandit(Router):
 
     def send_feedback(self, features, feature_names, reward, truth, routing=None, **kwargs):
         """Seldon's entry point (also what the simulator drives)."""
-        request = Request(features, feature_names, kind="ndarray" if isinstance(features, np.ndarray) else "")
-        self._apply(self.check_routing(routing), self.check_reward(reward), rows_of(features), request, None)
+        self._apply(self.check_routing(routing), self.check_reward(reward), rows_of(features),
+                    self._request(features, feature_names), None)
 
     def learn(self, feedback: Feedback):
         """This server's entry point: the same, plus exactly-once per puid."""
@@ -167,16 +186,16 @@ class Bandit(Router):
         self._apply(self.check_routing(feedback.routing), self.check_reward(reward), request.rows, request, puid)
 
     def _apply(self, arm: int, reward: float, rows: int, request: Request, puid: Optional[str]) -> None:
-        context = self.context_of(request)  # validated before anything changes
+        context = self.context_of(request) if self.reads_features else None  # validated before any change
         with self.lock:
-            if puid and self._dedupe:
+            if puid and self._dedupe:  # remembered under the lock: two copies never both apply
                 if puid in self._seen:
                     self.duplicates += 1
                     return
                 self._seen[puid] = None
                 if len(self._seen) > self._dedupe:
                     self._seen.popitem(last=False)
-            if self.discount is not None and self.discount < 1:
+            if self.discount is not None and self.discount < 1:  # forget a little of the past
                 self._decay(self.discount)
             self._update(arm, reward * rows, rows, context)
             if self.window is not None:

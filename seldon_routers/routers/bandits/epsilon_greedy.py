@@ -32,14 +32,16 @@ class EpsilonGreedy(Bandit):
             raise ConfigError(f"epsilon_decay: must be within (0, 1], got {epsilon_decay!r}")
         self.epsilon, self.epsilon_decay, self.epsilon_min = float(epsilon), float(epsilon_decay), float(epsilon_min)
         self._greedy = list(range(self.n_children))  # arms tied for the best mean, kept current
+        self._means = [0.0] * self.n_children
 
     def choose(self, request: Request) -> tuple[int, float]:
-        rng, k, eps = self.rng, self.n_children, self.epsilon
-        greedy = self._greedy
-        if rng.random() < eps:
-            arm = int(rng.random() * k)
+        k, eps, greedy = self.n_children, self.epsilon, self._greedy
+        # One uniform draw decides both: below eps, u / eps is itself uniform on [0, 1).
+        u = self.rng.random()
+        if u < eps:
+            arm = min(int(u / eps * k), k - 1)
         else:
-            arm = greedy[int(rng.random() * len(greedy))] if len(greedy) > 1 else greedy[0]
+            arm = greedy[min(int((u - eps) / (1 - eps) * len(greedy)), len(greedy) - 1)] if len(greedy) > 1 else greedy[0]
         if self.epsilon_decay < 1:
             self.epsilon = max(self.epsilon_min, eps * self.epsilon_decay)
         return arm, self._probability(arm, eps, greedy)
@@ -53,12 +55,13 @@ class EpsilonGreedy(Bandit):
 
     def _update(self, arm, successes, trials, context) -> None:
         super()._update(arm, successes, trials, context)
-        self._refresh()
-
-    def _refresh(self) -> None:
-        means = self.means()
+        means = self._means
+        means[arm] = self.mean(arm)
         best = max(means)
         self._greedy = [i for i, m in enumerate(means) if m == best]
 
+    def _decay(self, factor: float) -> None:
+        super()._decay(factor)  # a common factor leaves every mean as it was
+
     def _extra_state(self) -> dict:
-        return {"epsilon": self.epsilon, "means": self.means()}
+        return {"epsilon": self.epsilon, "means": list(self._means)}

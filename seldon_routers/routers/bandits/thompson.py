@@ -15,7 +15,7 @@ from .base import Bandit
 # charges microseconds per call, not per draw). An arm whose posterior changed gets its
 # remaining column redrawn before the next route: every route still draws exactly from
 # the current posteriors, independently of earlier routes.
-BLOCK = 16
+BLOCK = 64
 
 
 class ThompsonSampling(Bandit):
@@ -49,7 +49,7 @@ class ThompsonSampling(Bandit):
         self.prior_alpha, self.prior_beta, self.prior_variance = float(prior_alpha), float(prior_beta), float(prior_variance)
         self.squares = [0.0] * self.n_children  # sum of reward^2 * rows (gaussian)
         self._propensity = np.full(self.n_children, 1.0 / self.n_children)
-        self._since_estimate = 0
+        self._since_estimate, self._next_estimate = 0, 50
         self._posterior()
 
     def _posterior(self, arms=None) -> None:
@@ -117,8 +117,9 @@ class ThompsonSampling(Bandit):
         self._posterior((arm,))
         self._since_estimate += 1
         # Re-estimate on a geometric schedule: cheap over long runs, fresh early on.
-        if self._since_estimate >= max(50, int(sum(self.pulls) / 20)):
+        if self._since_estimate >= self._next_estimate:
             self._since_estimate = 0
+            self._next_estimate = max(50, int(sum(self.pulls) / 20))
             self._propensity = self.estimate_propensities()
 
     def _decay(self, factor: float) -> None:
