@@ -7,7 +7,6 @@ executor does not inject routing (upstream issue 1823).
 
 from __future__ import annotations
 
-import copy
 import numbers
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -54,7 +53,7 @@ class Routed(NamedTuple):
     tags: dict
     puid: str
     metrics: list
-    decision_tags: Any = UNCACHED  # the router's own tags object, the key for reuse
+    decision_tags: Any = UNCACHED  # the router's own tags: what a cached reply is keyed by
 
     def meta(self) -> dict:
         return reply_meta(self.puid, self.tags, {self.unit_id: self.child}, self.metrics)
@@ -137,9 +136,9 @@ class ProtoRouteReplies:
 
     Most routers make a handful of distinct decisions (child plus tags), and building the
     tags Struct dominates the cost of a reply. Protobuf merges concatenated messages, so
-    a reply is the cached bytes of (data, routing, tags) followed by the bytes of the
-    per-request part (puid, metrics). An entry is used only while the router's tags
-    object is the same one, with the same contents, as when it was cached.
+    a reply is the cached bytes of (data, routing, tags), keyed by their contents,
+    followed by the bytes of the per-request part (puid, metrics). Tags whose values are
+    not hashable (nested lists or dicts) are built afresh each time.
     """
 
     def __init__(self, max_entries: int = 4096):
@@ -147,17 +146,20 @@ class ProtoRouteReplies:
         self._max = max_entries
 
     def route(self, routed: Routed) -> bytes:
-        key = routed.decision_tags
-        if key is UNCACHED:
-            return route_proto(routed).SerializeToString()
-        entry = self._cache.get((routed.child, id(key)))
-        if entry is None or entry[0] is not key or entry[1] != key:
-            if len(self._cache) >= self._max:
-                self._cache.clear()
+        tags = routed.decision_tags
+        try:
+            key = None if tags is UNCACHED else (routed.child, None if tags is None else tuple(tags.items()))
+            static = self._cache.get(key) if key is not None else None
+        except TypeError:  # an unhashable tag value
+            key = static = None
+        if static is None:
             static = route_proto(routed._replace(puid="", metrics=[])).SerializeToString()
-            entry = self._cache[(routed.child, id(key))] = (key, copy.deepcopy(key), static)
+            if key is not None:
+                if len(self._cache) >= self._max:
+                    self._cache.clear()
+                self._cache[key] = static
         if not routed.puid and not routed.metrics:
-            return entry[2]
+            return static
         tail = pb.SeldonMessage()
         fill_meta(tail.meta, reply_meta(routed.puid, {}, None, routed.metrics))
-        return entry[2] + tail.SerializeToString()
+        return static + tail.SerializeToString()
