@@ -77,6 +77,9 @@ def _simulate_parser(sub) -> None:
                    help="number of arms (with --best/--gap instead of --means; contextual: default 10)")
     e.add_argument("--best", type=float, help="shorthand: arm 0's mean (default 0.5)")
     e.add_argument("--gap", type=float, help="shorthand: the other arms' mean is best - gap (default 0.1)")
+    e.add_argument("--shuffle-arms", action="store_true",
+                   help="bernoulli, gaussian: the arms in a random order per repetition (so breaking ties "
+                        "towards arm 0 gains nothing when arm 0 is the best)")
     e.add_argument("--sigma", type=float, default=1.0, help="gaussian: reward noise (default 1)")
     e.add_argument("--drift-at", type=int, metavar="STEP", help="drift: the step the means change at "
                                                                 "(default horizon / 2)")

@@ -34,10 +34,15 @@ def environment(args) -> Environment:
         means = shorthand_means(args.arms if args.arms is not None else 10,
                                 args.best if args.best is not None else 0.5,
                                 args.gap if args.gap is not None else 0.1)
+        if kind in ("bernoulli", "drift") and not (0 <= means[-1] and means[0] <= 1):
+            raise ConfigError(f"--best/--gap: Bernoulli means must lie in [0, 1], got best {means[0]:g} "
+                              f"and the others {means[-1]:g}")
+    if args.shuffle_arms and kind not in ("bernoulli", "gaussian"):
+        raise ConfigError(f"--shuffle-arms: applies to the bernoulli and gaussian environments, not {kind}")
     if kind == "bernoulli":
-        return Bernoulli(means)
+        return Bernoulli(means, shuffle=args.shuffle_arms)
     if kind == "gaussian":
-        return Gaussian(means, args.sigma)
+        return Gaussian(means, args.sigma, shuffle=args.shuffle_arms)
     if kind == "drift":
         if args.drifted_means is None:
             raise ConfigError("--drifted-means: the drift environment needs the means after the drift")
@@ -91,7 +96,7 @@ def _progress(total: int, quiet: bool):
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, unit="step", unit_scale=True, file=sys.stderr, dynamic_ncols=True,
+    return tqdm(total=total, unit="step", unit_scale=True, file=sys.stderr,
                 smoothing=0.05)
 
 

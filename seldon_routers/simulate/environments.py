@@ -11,6 +11,9 @@ when two policies pull the same arm at the same step they get the same reward.
 | `Drift(means, drifted, at)` | Bernoulli, means before step `at`, drifted from it on | per step |
 | `Contextual(arms, dim)` | 1 if u[t, k] < x_t . theta_k else 0 | x_t . theta_k |
 
+`shuffle=True` (Bernoulli, Gaussian) puts the arms in a random order per repetition, so a
+policy that breaks ties towards arm 0 is not favoured when arm 0 is the best.
+
 `Contextual`: contexts x_t ~ Dirichlet(1, ..., 1) (non-negative, summing to 1) and arm
 weights theta_k ~ U[0, 1]^dim, so x_t . theta_k lies in [0, 1] with no clipping and the
 linear model LinUCB assumes holds exactly. The weights (the problem instance) come from the
@@ -30,7 +33,7 @@ from ..errors import ConfigError
 
 # Domain tags, so the reward draws, the policies' seeds and a problem instance drawn from
 # the same --seed never share a random stream.
-_REWARDS, _POLICY, _INSTANCE, _CONTEXTS = 0, 1, 2, 3
+_REWARDS, _POLICY, _INSTANCE, _CONTEXTS, _SHUFFLE = 0, 1, 2, 3, 4
 
 
 def rng_for(seed: int, repetition: int, stream: int = _REWARDS) -> np.random.Generator:
@@ -148,34 +151,48 @@ def _fmt_means(means) -> str:
     return ", ".join(parts)
 
 
+def _arranged(means: np.ndarray, shuffle: bool, seed: int, repetition: int) -> np.ndarray:
+    """The means in this repetition's order: as given, or permuted from (seed, repetition),
+    so that a policy breaking ties towards low indices gains nothing from where the best
+    arm sits."""
+    if not shuffle:
+        return means
+    return means[rng_for(seed, repetition, _SHUFFLE).permutation(len(means))]
+
+
 class Bernoulli(Environment):
-    def __init__(self, means):
+    def __init__(self, means, shuffle: bool = False):
         self.means = _check_means(means, "--means", unit=True)
         self.n_arms = len(self.means)
+        self.shuffle = shuffle
 
     def sample(self, horizon, seed, repetition):
-        rewards = _bernoulli_draws(rng_for(seed, repetition), horizon, self.means)
-        return Stream(rewards, segments=[(0, horizon, self.means)])
+        means = _arranged(self.means, self.shuffle, seed, repetition)
+        rewards = _bernoulli_draws(rng_for(seed, repetition), horizon, means)
+        return Stream(rewards, segments=[(0, horizon, means)])
 
     def bound_constant(self):
         return lai_robbins_constant(self.means, bernoulli_kl)
 
     def describe(self):
-        return f"Bernoulli bandit, {self.n_arms} arms, means {_fmt_means(self.means)}"
+        order = " (in a random order per repetition)" if self.shuffle else ""
+        return f"Bernoulli bandit, {self.n_arms} arms, means {_fmt_means(self.means)}{order}"
 
 
 class Gaussian(Environment):
-    def __init__(self, means, sigma: float = 1.0):
+    def __init__(self, means, sigma: float = 1.0, shuffle: bool = False):
         self.means = _check_means(means, "--means", unit=False)
         if not (sigma > 0 and math.isfinite(sigma)):
             raise ConfigError(f"--sigma: must be > 0, got {sigma!r}")
         self.sigma = float(sigma)
         self.n_arms = len(self.means)
+        self.shuffle = shuffle
 
     def sample(self, horizon, seed, repetition):
+        means = _arranged(self.means, self.shuffle, seed, repetition)
         z = rng_for(seed, repetition).standard_normal((horizon, self.n_arms), dtype=np.float32)
-        rewards = (self.means.astype(np.float32) + np.float32(self.sigma) * z)
-        return Stream(rewards, segments=[(0, horizon, self.means)])
+        rewards = (means.astype(np.float32) + np.float32(self.sigma) * z)
+        return Stream(rewards, segments=[(0, horizon, means)])
 
     def bound_constant(self):
         # Known variance: KL(N(mu_i, s^2) || N(mu*, s^2)) = (mu* - mu_i)^2 / (2 s^2).
@@ -183,7 +200,9 @@ class Gaussian(Environment):
         return lai_robbins_constant(self.means, lambda p, q: (q - p) ** 2 / (2 * s2))
 
     def describe(self):
-        return f"Gaussian bandit, {self.n_arms} arms, means {_fmt_means(self.means)}, sigma {self.sigma:g}"
+        order = " (in a random order per repetition)" if self.shuffle else ""
+        return (f"Gaussian bandit, {self.n_arms} arms, means {_fmt_means(self.means)}{order}, "
+                f"sigma {self.sigma:g}")
 
 
 class Drift(Environment):

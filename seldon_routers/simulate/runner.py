@@ -18,13 +18,13 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
 from .. import params as _params
 from .. import registry
-from ..errors import ConfigError, RouterFailed
+from ..errors import ConfigError, RouterError, RouterFailed
 from .environments import Environment, Stream, policy_seed
 
 CHUNK = 4096  # steps handed to the Python loop at a time (and the progress granularity)
@@ -151,6 +151,7 @@ class Result:
     steps: np.ndarray
     regret: dict
     seconds: dict  # label -> wall time spent in the policy's runs (route + feedback + loop)
+    first_repetition: int = 0
 
     @property
     def labels(self) -> list:
@@ -182,7 +183,13 @@ def _one_run(env, policy, horizon, seed, repetition, batch, steps, stream=None, 
         stream = env.sample(horizon, seed, repetition)
     router = policy.make(env.n_arms, policy_seed(seed, repetition))
     start = time.perf_counter()
-    chosen = run_policy(router, stream, batch, progress, policy.label)
+    try:
+        chosen = run_policy(router, stream, batch, progress, policy.label)
+    except RouterFailed:
+        raise
+    except Exception as exc:  # the policy's own error, named with where it happened
+        message = exc.message if isinstance(exc, RouterError) else f"{type(exc).__name__}: {exc}"
+        raise RouterFailed(f"policy {policy.label!r} failed in repetition {repetition}: {message}") from exc
     elapsed = time.perf_counter() - start
     cumulative = np.cumsum(stream.pseudo_regret(chosen))
     return cumulative[steps - 1], elapsed
@@ -205,8 +212,9 @@ def check_policies(env: Environment, policies: Sequence[Policy]) -> None:
 
 def simulate(env: Environment, policies: Sequence[Policy], horizon: int, repetitions: int,
              seed: int = 0, batch: int = 1, steps: Optional[np.ndarray] = None, jobs: int = 1,
-             progress: Optional[Callable[[int], None]] = None) -> Result:
-    """Runs every policy on repetitions 0..R-1 of the environment (the same streams for all).
+             progress: Optional[Callable[[int], None]] = None, first_repetition: int = 0) -> Result:
+    """Runs every policy on repetitions first..first+R-1 of the environment (the same
+    streams for all; a repetition's stream and policy seed depend on (seed, repetition) only).
 
     `jobs > 1` runs (policy, repetition) pairs in that many worker processes; every run
     depends on (seed, repetition) only, so the result is the same either way.
@@ -227,26 +235,26 @@ def simulate(env: Environment, policies: Sequence[Policy], horizon: int, repetit
     regret = {p.label: np.empty((repetitions, len(steps))) for p in policies}
     seconds = {p.label: 0.0 for p in policies}
     if jobs == 1:
-        for rep in range(repetitions):
+        for i, rep in enumerate(range(first_repetition, first_repetition + repetitions)):
             stream = env.sample(horizon, seed, rep)
             for policy in policies:
                 row, elapsed = _one_run(env, policy, horizon, seed, rep, batch, steps, stream, progress)
-                regret[policy.label][rep] = row
+                regret[policy.label][i] = row
                 seconds[policy.label] += elapsed
     else:
         import multiprocessing
-        tasks = [(p, rep) for rep in range(repetitions) for p in policies]
+        tasks = [(p, i, first_repetition + i) for i in range(repetitions) for p in policies]
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
         with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=multiprocessing.get_context(method)) as pool:
-            futures = [(p, rep, pool.submit(_task, (env, p, horizon, seed, rep, batch, steps)))
-                       for p, rep in tasks]
-            for p, rep, future in futures:
+            futures = [(p, i, pool.submit(_task, (env, p, horizon, seed, rep, batch, steps)))
+                       for p, i, rep in tasks]
+            for p, i, future in futures:
                 row, elapsed = future.result()
-                regret[p.label][rep] = row
+                regret[p.label][i] = row
                 seconds[p.label] += elapsed
                 if progress is not None:
                     progress(horizon)
-    return Result(env, horizon, repetitions, seed, batch, steps, regret, seconds)
+    return Result(env, horizon, repetitions, seed, batch, steps, regret, seconds, first_repetition)
 
 
 def default_jobs() -> int:

@@ -32,10 +32,16 @@ def rows_of(features) -> int:
     return int(shape[0]) if shape and isinstance(features, np.ndarray) else 1
 
 
-def _reseed_after_fork(ref) -> None:
-    bandit = ref()
-    if bandit is not None:
+_LIVE: "weakref.WeakSet[Bandit]" = weakref.WeakSet()
+
+
+def _reseed_after_fork() -> None:
+    for bandit in list(_LIVE):
         bandit.reseed_for_process()
+
+
+# One hook for all instances (a hook per instance would pile up and is never removed).
+os.register_at_fork(after_in_child=_reseed_after_fork)
 
 
 class Bandit(Router):
@@ -89,7 +95,7 @@ class Bandit(Router):
         self._seen: OrderedDict = OrderedDict()
         self._dedupe = dedupe
         self.duplicates = 0
-        os.register_at_fork(after_in_child=lambda ref=weakref.ref(self): _reseed_after_fork(ref))
+        _LIVE.add(self)
 
     def reseed_for_process(self) -> None:
         """A forked worker must not replay its parent's draws: mix the pid into the seed."""
