@@ -19,6 +19,8 @@ EXAMPLES = sorted(glob.glob(os.path.join(ROOT, "examples", "**", "seldondeployme
 @pytest.fixture(scope="module")
 def schema():
     if not os.path.exists(CRD):
+        if os.environ.get("SELDON_ROUTERS_REQUIRE_PEERS") == "1":  # CI: shared/ must be beside the clone
+            pytest.fail(f"Seldon's CRD schema is missing: {CRD}")
         pytest.skip("Seldon's CRD schema (../shared/seldon) is not beside this checkout")
     with open(CRD) as f:
         crd = yaml.safe_load(f)
