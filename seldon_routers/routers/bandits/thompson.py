@@ -94,7 +94,8 @@ class ThompsonSampling(Bandit):
         return self._block[row]
 
     def choose(self, request: Request) -> tuple[int, float]:
-        arm = int(self.draw().argmax())
+        with self.lock:  # feedback may be rebuilding the posteriors (Seldon's wrapper runs threads)
+            arm = int(self.draw().argmax())
         return arm, float(self._propensity[arm])
 
     def choose_probability(self, request: Request, arm: int) -> float:
