@@ -10,6 +10,7 @@ import base64
 import binascii
 from urllib.parse import parse_qs
 
+import numpy as np
 import orjson
 
 from ..errors import BadRequest
@@ -98,11 +99,28 @@ def meta(value, field: str = "meta") -> dict:
     return out
 
 
+def _float32(v):
+    """FLT_MAX printed shortest (3.4028235e+38) reads back as a double just above FLT_MAX,
+    which json_format refuses; numpy rounds it to FLT_MAX, as protobuf's wire form holds it."""
+    if isinstance(v, float) and abs(v) > _FLT_MAX:
+        with np.errstate(over="ignore"):
+            narrowed = np.float32(v)
+        if np.isfinite(narrowed):
+            return float(narrowed)
+    return v
+
+
+_FLT_MAX = float(np.finfo(np.float32).max)
+
+
 def _tftensor(value, field: str):
     from google.protobuf import json_format  # rare form: json_format is exact, speed is moot
 
     from ..proto.tensor_pb2 import TensorProto
 
+    values = value.get("floatVal") if isinstance(value, dict) else None
+    if isinstance(values, list):  # see _float32
+        value = {**value, "floatVal": [_float32(v) for v in values]}
     try:
         proto = json_format.ParseDict(_obj(value, field), TensorProto())
     except json_format.ParseError as exc:

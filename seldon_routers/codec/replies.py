@@ -148,7 +148,9 @@ class ProtoRouteReplies:
     def route(self, routed: Routed) -> bytes:
         tags = routed.decision_tags
         try:
-            key = None if tags is UNCACHED else (routed.child, None if tags is None else tuple(tags.items()))
+            # type() in the key: True == 1 == 1.0, but protobuf writes a bool, not a number
+            key = None if tags is UNCACHED else (
+                routed.child, None if tags is None else tuple((k, type(v), v) for k, v in tags.items()))
             static = self._cache.get(key) if key is not None else None
         except TypeError:  # an unhashable tag value
             key = static = None

@@ -11,6 +11,7 @@ import inspect
 import logging
 import numbers
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -145,6 +146,8 @@ class DataPlane:
         tags = None
         if type(decision) is Decision:
             decision, tags = decision.child, decision.tags
+            if tags is not None and not isinstance(tags, Mapping):
+                raise RouterFailed(f"router {self.name} returned tags {tags!r}; Decision.tags must be a mapping")
         if type(decision) is not int and (isinstance(decision, bool) or not isinstance(decision, numbers.Integral)):
             raise RouterFailed(f"router {self.name} returned {decision!r} ({type(decision).__name__}); "
                                "a route must be an integer")

@@ -30,3 +30,11 @@ def test_cache_is_bounded():
     for i in range(50):
         cache.route(routed({"route": 1, "i": i}))
     assert len(cache._cache) <= 8
+
+
+def test_bool_and_number_tags_with_equal_values_stay_distinct():
+    cache = replies.ProtoRouteReplies()
+    as_bool = pb.SeldonMessage.FromString(cache.route(routed({"x": True})))
+    as_int = pb.SeldonMessage.FromString(cache.route(routed({"x": 1})))
+    assert as_bool.meta.tags["u"].struct_value.fields["x"].WhichOneof("kind") == "bool_value"
+    assert as_int.meta.tags["u"].struct_value.fields["x"].WhichOneof("kind") == "number_value"

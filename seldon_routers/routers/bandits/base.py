@@ -193,6 +193,10 @@ class Bandit(Router):
 
     def _apply(self, arm: int, reward: float, rows: int, request: Request, puid: Optional[str]) -> None:
         context = self.context_of(request) if self.reads_features else None  # validated before any change
+        if context is not None:
+            rows = len(context)  # what the model learns from is what the counts say
+        if rows < 1:
+            raise BadRequest("request: the feedback's batch has no rows; there is nothing to learn")
         with self.lock:
             if puid and self._dedupe:  # remembered under the lock: two copies never both apply
                 if puid in self._seen:

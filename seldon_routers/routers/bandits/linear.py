@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
 from ...errors import BadRequest, ConfigError
 from ...request import Request
 from .base import Bandit
+
+
+MAX_FEATURE = 1e6  # larger values overflow the rank-one updates and poison the model
 
 
 class LinUCB(Bandit):
@@ -23,8 +26,9 @@ class LinUCB(Bandit):
     reward_range = None  # any finite reward
 
     def __init__(self, n_branches: Optional[int] = None, alpha: float = 1.0, ridge: float = 1.0,
-                 n_features: Optional[int] = None, seed=None, branch_names=None, min_share=None, max_share=None,
-                 dedupe: int = 100_000):
+                 n_features: Optional[int] = None, seed: Optional[int] = None,
+                 branch_names: Union[str, list, None] = None, min_share: Optional[float] = None,
+                 max_share: Optional[float] = None, dedupe: int = 100_000):
         super().__init__(n_branches, branch_names, seed, None, None, min_share, max_share, dedupe)
         if not alpha >= 0:
             raise ConfigError(f"alpha: must be >= 0, got {alpha!r}")
@@ -50,8 +54,8 @@ class LinUCB(Bandit):
             raise BadRequest("features: lin-ucb needs numeric tensor data (ndarray, tensor or tftensor), "
                              f"got {type(x).__name__}")
         x = x.astype(np.float64).reshape(len(x), -1) if x.ndim > 1 else x.astype(np.float64).reshape(1, -1)
-        if not np.isfinite(x).all():
-            raise BadRequest("features: must be finite numbers")
+        if not np.isfinite(x).all() or np.abs(x).max() > MAX_FEATURE:
+            raise BadRequest(f"features: must be finite numbers within +-{MAX_FEATURE:g}")
         with self.lock:
             if self.n_features is None:
                 self._init_model(x.shape[1])
@@ -66,6 +70,8 @@ class LinUCB(Bandit):
 
     def choose(self, request: Request) -> tuple[int, float]:
         scores = self.scores(self.context_of(request))
+        if not np.isfinite(scores).all():
+            raise BadRequest("features: too large for the model to score")
         best = np.flatnonzero(scores == scores.max())
         arm = int(best[int(self.rng.random() * len(best))])
         return arm, 1.0 / len(best)
@@ -78,12 +84,15 @@ class LinUCB(Bandit):
     def _update(self, arm, successes, trials, context) -> None:
         super()._update(arm, successes, trials, context)
         reward = successes / trials if trials else 0.0
-        a_inv = self.a_inv[arm]
+        a_inv, b = self.a_inv[arm].copy(), self.b[arm].copy()
         for x in context:  # Sherman-Morrison: one rank-one update per row
             ax = a_inv @ x
             a_inv -= np.outer(ax, ax) / (1.0 + x @ ax)
-            self.b[arm] += reward * x
-        self.theta[arm] = a_inv @ self.b[arm]
+            b += reward * x
+        theta = a_inv @ b
+        if not (np.isfinite(a_inv).all() and np.isfinite(theta).all()):
+            raise BadRequest("features: this feedback would overflow the model; nothing was applied")
+        self.a_inv[arm], self.b[arm], self.theta[arm] = a_inv, b, theta
 
     def _extra_state(self) -> dict:
         if self.n_features is None:

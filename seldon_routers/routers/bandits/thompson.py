@@ -68,13 +68,19 @@ class ThompsonSampling(Bandit):
                 self._mu[i] = a / (a + b)
                 self._sd[i] = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
                 self._stale.add(i)
-            elif n <= 1e-12:  # untried: drawn first (an infinite draw), as UCB1 does
+            elif n <= 1e-12:  # untried: tried first, as UCB1 does
                 self._mu[i], self._sd[i] = math.inf, 0.0
             else:
                 mean = self.mean(i)
                 var = max(self.squares[i] / n - mean * mean, 0.0) * n / (n - 1) if n > 1 else self.prior_variance
                 self._mu[i] = mean
                 self._sd[i] = math.sqrt(max(var, 1e-12) / n)
+
+    @property
+    def _untried(self) -> list:
+        if self.reward_model != "gaussian":
+            return []
+        return [i for i, n in enumerate(self.pulls) if n <= 1e-12]
 
     def draw(self) -> np.ndarray:
         """One draw from each arm's current posterior."""
@@ -95,10 +101,17 @@ class ThompsonSampling(Bandit):
 
     def choose(self, request: Request) -> tuple[int, float]:
         with self.lock:  # feedback may be rebuilding the posteriors (Seldon's wrapper runs threads)
-            arm = int(self.draw().argmax())
+            samples = self.draw()
+            untried = self._untried
+            if untried:  # gaussian: every untried arm draws +inf; pick one of them at random
+                arm = untried[int(self.rng.random() * len(untried))]
+                return arm, 1.0 / len(untried)
+            arm = int(samples.argmax())
         return arm, float(self._propensity[arm])
 
     def choose_probability(self, request: Request, arm: int) -> float:
+        if self._untried:
+            return (arm in self._untried) / len(self._untried)
         return float(self._propensity[arm])
 
     def estimate_propensities(self, draws: int = 512) -> np.ndarray:
@@ -108,7 +121,9 @@ class ThompsonSampling(Bandit):
         else:
             samples = self._mu + self._sd * self.rng.standard_normal((draws, self.n_children))
         wins = np.bincount(samples.argmax(axis=1), minlength=self.n_children)
-        return wins / draws
+        # Add-one smoothing: an arm the sampler can still choose never reads 0, which
+        # would break inverse-propensity weighting downstream.
+        return (wins + 1) / (draws + self.n_children)
 
     def _update(self, arm, successes, trials, context) -> None:
         super()._update(arm, successes, trials, context)

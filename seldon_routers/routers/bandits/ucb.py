@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Optional, Union
 
 from ...errors import ConfigError
 from ...request import Request
@@ -16,8 +17,10 @@ class UCB1(Bandit):
 
     name = "ucb1"
 
-    def __init__(self, n_branches=None, c: float = 1.0, seed=None, branch_names=None, discount=None, window=None,
-                 min_share=None, max_share=None, dedupe: int = 100_000):
+    def __init__(self, n_branches: Optional[int] = None, c: float = 1.0, seed: Optional[int] = None,
+                 branch_names: Union[str, list, None] = None, discount: Optional[float] = None,
+                 window: Optional[int] = None, min_share: Optional[float] = None, max_share: Optional[float] = None,
+                 dedupe: int = 100_000):
         super().__init__(n_branches, branch_names, seed, discount, window, min_share, max_share, dedupe)
         if not c >= 0:
             raise ConfigError(f"c: must be >= 0, got {c!r}")

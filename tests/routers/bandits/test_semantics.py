@@ -265,3 +265,51 @@ def test_lin_ucb_refuses_a_change_of_feature_width():
     with pytest.raises(BadRequest, match="numeric"):
         r.route("text", [])
     assert json.dumps(r.state()) == before
+
+
+def test_every_builtin_builds_from_string_parameters():
+    from seldon_routers import params, registry
+
+    for name in registry.BUILTINS:
+        router = params.build(registry.resolve(name), params.from_pairs(["n_branches=3", "seed=1"]))
+        assert router.n_children == 3, name
+
+
+def test_lin_ucb_refuses_features_that_would_poison_the_model():
+    r = LinUCB(n_branches=2, seed=0)
+    r.send_feedback(np.array([[1.0, 1.0]]), [], 1.0, None, routing=0)
+    before = json.dumps(r.state())
+    for huge in (1e200, 1e7):
+        with pytest.raises(BadRequest, match="features"):
+            r.send_feedback(np.array([[huge, 1.0]]), [], 1.0, None, routing=0)
+    assert json.dumps(r.state()) == before
+    assert r.route(np.array([[1.0, 1.0]]), []) in (0, 1)
+
+
+def test_gaussian_thompson_tries_untried_arms_at_random_with_honest_propensity():
+    r = ThompsonSampling(n_branches=3, reward_model="gaussian", seed=4)
+    firsts = {r.decide(Request()).child for _ in range(60)}
+    assert firsts == {0, 1, 2}  # not always the lowest index
+    assert r.decide(Request()).tags["propensity"] == pytest.approx(1 / 3)
+    r.send_feedback(ONE_ROW, [], 2.0, None, routing=0)
+    d = r.decide(Request())
+    assert d.child in (1, 2) and d.tags["propensity"] == pytest.approx(0.5)
+
+
+def test_thompson_propensity_is_never_zero():
+    r = ThompsonSampling(n_branches=2, seed=0)
+    for _ in range(60):
+        r.send_feedback(ONE_ROW, [], 1.0, None, routing=0)
+        r.send_feedback(ONE_ROW, [], 0.0, None, routing=1)
+    assert min(r.estimate_propensities()) > 0
+
+
+@pytest.mark.parametrize("cls", BANDITS)
+def test_feedback_for_an_empty_batch_is_400_and_changes_nothing(cls):
+    r = cls(n_branches=2, seed=0, window=5)
+    before = json.dumps(r.state())
+    with pytest.raises(BadRequest, match="no rows"):
+        r.learn(feedback(0, 1.0, rows=0, puid="p"))
+    assert json.dumps(r.state()) == before
+    r.learn(feedback(0, 1.0, puid="p"))  # the puid was not used up
+    assert r.pulls[0] == 1
