@@ -33,6 +33,7 @@ class EpsilonGreedy(Bandit):
         self.epsilon, self.epsilon_decay, self.epsilon_min = float(epsilon), float(epsilon_decay), float(epsilon_min)
         self._greedy = list(range(self.n_children))  # arms tied for the best mean, kept current
         self._means = [0.0] * self.n_children
+        self._best = 0.0
 
     def choose(self, request: Request) -> tuple[int, float]:
         k, eps, greedy = self.n_children, self.epsilon, self._greedy
@@ -56,12 +57,27 @@ class EpsilonGreedy(Bandit):
     def _update(self, arm, successes, trials, context) -> None:
         super()._update(arm, successes, trials, context)
         means = self._means
-        means[arm] = self.mean(arm)
-        best = max(means)
-        self._greedy = [i for i, m in enumerate(means) if m == best]
+        new = means[arm] = self.mean(arm)
+        # Only this arm's mean moved: adjust the tied-best set, a full scan only when the
+        # sole best arm fell. Readers see a new list or the old one, never a half-made one.
+        greedy, best = self._greedy, self._best
+        if new > best:
+            self._greedy, self._best = [arm], new
+        elif new == best:
+            if arm not in greedy:
+                self._greedy = greedy + [arm]
+        elif arm in greedy:
+            if len(greedy) > 1:
+                self._greedy = [i for i in greedy if i != arm]
+            else:
+                self._best = max(means)
+                self._greedy = [i for i, m in enumerate(means) if m == self._best]
 
     def _decay(self, factor: float) -> None:
-        super()._decay(factor)  # a common factor leaves every mean as it was
+        super()._decay(factor)  # O(k) already: recompute, rounding may have moved the means by an ulp
+        means = self._means = self.means()
+        self._best = max(means)
+        self._greedy = [i for i, m in enumerate(means) if m == self._best]
 
     def _extra_state(self) -> dict:
         return {"epsilon": self.epsilon, "means": list(self._means)}

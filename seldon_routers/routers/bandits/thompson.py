@@ -12,9 +12,10 @@ from ...request import Request
 from .base import Bandit
 
 # Beta draws are made ahead, BLOCK routes at a time, in one numpy call per block (numpy
-# charges microseconds per call, not per draw). An arm whose posterior changed gets its
-# remaining column redrawn before the next route: every route still draws exactly from
-# the current posteriors, independently of earlier routes.
+# charges microseconds per call, not per draw). An arm whose posterior changed is drawn
+# afresh (singly, or its remaining column at once when many changed) until the next
+# block: every route still draws exactly from the current posteriors, independently of
+# earlier routes.
 BLOCK = 64
 
 
@@ -48,7 +49,7 @@ class ThompsonSampling(Bandit):
         self.reward_model = reward_model
         self.prior_alpha, self.prior_beta, self.prior_variance = float(prior_alpha), float(prior_beta), float(prior_variance)
         self.squares = [0.0] * self.n_children  # sum of reward^2 * rows (gaussian)
-        self._propensity = np.full(self.n_children, 1.0 / self.n_children)
+        self._propensity = [1.0 / self.n_children] * self.n_children
         self._since_estimate, self._next_estimate = 0, 50
         self._posterior()
 
@@ -59,9 +60,14 @@ class ThompsonSampling(Bandit):
             self._a, self._b = np.ones(k), np.ones(k)
             self._mu, self._sd = np.zeros(k), np.ones(k)
             self._block, self._row, self._stale = None, BLOCK, set()
+            self._untried: list = []  # gaussian arms without feedback yet: tried first
             arms = range(k)
         for i in arms:
             n, s = self.pulls[i], self.successes[i]
+            if n <= 1e-12 and i not in self._untried and self.reward_model == "gaussian":
+                self._untried.append(i)
+            elif n > 1e-12 and i in self._untried:
+                self._untried.remove(i)
             if self.reward_model == "bernoulli":
                 a, b = self.prior_alpha + s, self.prior_beta + n - s
                 self._a[i], self._b[i] = a, b
@@ -76,14 +82,12 @@ class ThompsonSampling(Bandit):
                 self._mu[i] = mean
                 self._sd[i] = math.sqrt(max(var, 1e-12) / n)
 
-    @property
-    def _untried(self) -> list:
-        if self.reward_model != "gaussian":
-            return []
-        return [i for i, n in enumerate(self.pulls) if n <= 1e-12]
-
     def draw(self) -> np.ndarray:
         """One draw from each arm's current posterior."""
+        row = self._row
+        if row < BLOCK and not self._stale:  # the common case
+            self._row = row + 1
+            return self._block[row]
         if self.reward_model == "gaussian":
             with np.errstate(invalid="ignore"):  # inf + 0 * z for untried arms
                 return np.where(np.isinf(self._mu), np.inf, self._mu + self._sd * self.rng.standard_normal(self.n_children))
@@ -92,7 +96,12 @@ class ThompsonSampling(Bandit):
             self._block = self.rng.beta(self._a, self._b, size=(BLOCK, self.n_children))
             self._stale.clear()
             row = 0
-        elif self._stale:
+        elif len(self._stale) <= 2:
+            # Feedback usually touches one arm between routes: draw just this row's sample
+            # for it; the arm stays stale, so its later rows are drawn afresh too.
+            for i in self._stale:
+                self._block[row, i] = self.rng.beta(self._a[i], self._b[i])
+        else:
             for i in self._stale:
                 self._block[row:, i] = self.rng.beta(self._a[i], self._b[i], size=BLOCK - row)
             self._stale.clear()
@@ -107,12 +116,12 @@ class ThompsonSampling(Bandit):
                 arm = untried[int(self.rng.random() * len(untried))]
                 return arm, 1.0 / len(untried)
             arm = int(samples.argmax())
-        return arm, float(self._propensity[arm])
+        return arm, self._propensity[arm]
 
     def choose_probability(self, request: Request, arm: int) -> float:
         if self._untried:
             return (arm in self._untried) / len(self._untried)
-        return float(self._propensity[arm])
+        return self._propensity[arm]
 
     def estimate_propensities(self, draws: int = 512) -> np.ndarray:
         """P(arm has the highest draw), by Monte Carlo from the current posteriors."""
@@ -136,7 +145,7 @@ class ThompsonSampling(Bandit):
         if self._since_estimate >= self._next_estimate:
             self._since_estimate = 0
             self._next_estimate = max(50, int(sum(self.pulls) / 20))
-            self._propensity = self.estimate_propensities()
+            self._propensity = self.estimate_propensities().tolist()
 
     def _decay(self, factor: float) -> None:
         super()._decay(factor)
@@ -144,7 +153,7 @@ class ThompsonSampling(Bandit):
         self._posterior()
 
     def _extra_state(self) -> dict:
-        out = {"reward_model": self.reward_model, "propensity": self._propensity.tolist()}
+        out = {"reward_model": self.reward_model, "propensity": list(self._propensity)}
         if self.reward_model == "bernoulli":
             out.update(alpha=self._a.tolist(), beta=self._b.tolist())
         else:

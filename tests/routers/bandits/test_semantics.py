@@ -313,3 +313,13 @@ def test_feedback_for_an_empty_batch_is_400_and_changes_nothing(cls):
     assert json.dumps(r.state()) == before
     r.learn(feedback(0, 1.0, puid="p"))  # the puid was not used up
     assert r.pulls[0] == 1
+
+
+@pytest.mark.parametrize("discount", [None, 0.9])
+def test_epsilon_greedy_tied_best_set_matches_a_full_scan(discount):
+    rng = np.random.default_rng(0)
+    r = EpsilonGreedy(n_branches=5, seed=0, discount=discount)
+    for _ in range(2000):
+        r.send_feedback(ONE_ROW, [], float(rng.choice([0.0, 0.5, 1.0])), None, routing=int(rng.integers(5)))
+        means = r.means()
+        assert sorted(r._greedy) == [i for i, m in enumerate(means) if m == max(means)]
