@@ -24,6 +24,11 @@ _JSON_TYPES = ("application/json", "")
 def load_body(body: bytes, content_type: str, query: dict) -> object:
     """The message from a form field `json=`, a query argument `?json=`, or a JSON body,
     in that order, as Seldon's wrapper reads it (SeldonClient sends the form field)."""
+    if content_type == "application/json" and body and not query:  # the usual request
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"body: invalid JSON: {exc}") from None
     kind = content_type.split(";", 1)[0].strip().lower()
     text = None
     if kind == "application/x-www-form-urlencoded":

@@ -92,7 +92,7 @@ def parse_query(raw: str) -> dict:
 async def handle(dp: DataPlane, call: Call) -> tuple[int, str, bytes]:
     """Dispatches one call; every error becomes Seldon's status JSON with its HTTP code."""
     try:
-        entry = ENDPOINTS.get(call.path.rstrip("/") or "/")
+        entry = ENDPOINTS.get(call.path) or ENDPOINTS.get(call.path.rstrip("/") or "/")
         if entry is None:
             raise NotFound(f"no endpoint {call.path}; see /route, /send-feedback, /health/ping")
         methods, handler = entry
