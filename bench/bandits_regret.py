@@ -183,19 +183,19 @@ def main(argv=None) -> int:
             more = simulate(env, [ts], h, extra_ts, seed=args.seed, steps=short_steps, jobs=args.jobs,
                             progress=progress, first_repetition=args.long_seeds)
             regret["thompson-sampling"] = np.vstack([regret["thompson-sampling"], more.regret[ts.label]])
-        t0 = time.perf_counter()
-        rest = simulate(env, ours, h, args.seeds, seed=args.seed, steps=short_steps, jobs=args.jobs,
-                        progress=progress)
-        timings["ucb1, epsilon-greedy"] = time.perf_counter() - t0
-        for p in ours:
-            regret[p.label], us[p.label] = rest.regret[p.label], rest.us_per_step(p.label)
-        if args.mabwiser_seeds:
+
+        def run_short(name, policies, seeds):
+            """Runs policies to the short horizon, recording their regret, speed and time."""
             t0 = time.perf_counter()
-            ref = simulate(env, mw, h, args.mabwiser_seeds, seed=args.seed, steps=short_steps, jobs=args.jobs,
-                           progress=progress)
-            timings["mabwiser"] = time.perf_counter() - t0
-            for p in mw:
-                regret[p.label], us[p.label] = ref.regret[p.label], ref.us_per_step(p.label)
+            result = simulate(env, policies, h, seeds, seed=args.seed, steps=short_steps, jobs=args.jobs,
+                              progress=progress)
+            timings[name] = time.perf_counter() - t0
+            for p in policies:
+                regret[p.label], us[p.label] = result.regret[p.label], result.us_per_step(p.label)
+
+        run_short("ucb1, epsilon-greedy", ours, args.seeds)
+        if args.mabwiser_seeds:
+            run_short("mabwiser", mw, args.mabwiser_seeds)
     finally:
         progress.close()
     elapsed = time.perf_counter() - started

@@ -6,7 +6,7 @@ router never knows or cares which transport carried the request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 # Which SeldonMessage form carried the data; "" when the message had none.
@@ -56,6 +56,13 @@ class Headers(Mapping):
 
     def __repr__(self) -> str:
         return f"Headers({self._built()!r})"
+
+
+def rows_of(features) -> int:
+    """Rows of a `features` value (as the Seldon wrapper passes it too): an array's first
+    dimension, else 1."""
+    shape = getattr(features, "shape", None)
+    return int(shape[0]) if shape else 1
 
 
 def empty_meta() -> dict:
@@ -111,11 +118,7 @@ class Request:
     @property
     def rows(self) -> int:
         """How many rows (instances) the request carries: 1 unless it is a batch array."""
-        if self.kind in ("ndarray", "tensor", "tftensor"):
-            shape = getattr(self.features, "shape", None)
-            if shape:
-                return int(shape[0])
-        return 1
+        return rows_of(self.features) if self.kind in ("ndarray", "tensor", "tftensor") else 1
 
     @property
     def puid(self) -> str:

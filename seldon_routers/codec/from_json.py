@@ -25,10 +25,7 @@ def load_body(body: bytes, content_type: str, query: dict) -> object:
     """The message from a form field `json=`, a query argument `?json=`, or a JSON body,
     in that order, as Seldon's wrapper reads it (SeldonClient sends the form field)."""
     if content_type == "application/json" and body and not query:  # the usual request
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"body: invalid JSON: {exc}") from None
+        return _parse(body)
     kind = content_type.split(";", 1)[0].strip().lower()
     text = None
     if kind == "application/x-www-form-urlencoded":
@@ -44,6 +41,10 @@ def load_body(body: bytes, content_type: str, query: dict) -> object:
         if kind not in _JSON_TYPES and not kind.endswith("+json") and kind != "text/plain":
             raise BadRequest(f"body: unsupported Content-Type {content_type!r}; use application/json")
         text = body
+    return _parse(text)
+
+
+def _parse(text) -> object:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError as exc:

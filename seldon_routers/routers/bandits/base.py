@@ -18,18 +18,12 @@ from typing import Optional, Union
 import numpy as np
 
 from ...errors import BadRequest, ConfigError
-from ...request import Feedback, Request
+from ...request import Feedback, Request, rows_of
 from ...router import Decision, Router
 from .._arms import resolve_arms
 
 STATE_VERSION = 1
 _NO_REQUEST = Request()
-
-
-def rows_of(features) -> int:
-    """Rows of a Seldon-wrapper `features` value: a batch array's first dimension, else 1."""
-    shape = getattr(features, "shape", None)
-    return int(shape[0]) if shape and isinstance(features, np.ndarray) else 1
 
 
 _LIVE: "weakref.WeakSet[Bandit]" = weakref.WeakSet()
