@@ -89,6 +89,9 @@ class Bandit(Router):
         self._seen: OrderedDict = OrderedDict()
         self._dedupe = dedupe
         self.duplicates = 0
+        # Rewards in [0, 1] and no context, drift or window to handle: send_feedback's short path.
+        self._plain = (self.reward_range == (0.0, 1.0) and not self.reads_features and window is None
+                       and discount in (None, 1))
         _LIVE.add(self)
 
     def reseed_for_process(self) -> None:
@@ -138,7 +141,12 @@ class Bandit(Router):
         return 1.0 / self.n_children
 
     def route(self, features, feature_names, **kwargs) -> int:
-        return self.decide(self._request(features, feature_names)).child
+        request = _NO_REQUEST if not self.reads_features else self._request(features, feature_names)
+        if self.min_share or self.max_share is not None:
+            return self._guarded(request).child
+        arm = self.choose(request)[0]  # decide() without the tags nobody reads here
+        self.routes[arm] += 1
+        return arm
 
     def _request(self, features, feature_names) -> Request:
         """The request view for Seldon's entry points; one shared empty view for a policy
@@ -175,6 +183,14 @@ class Bandit(Router):
 
     def send_feedback(self, features, feature_names, reward, truth, routing=None, **kwargs):
         """Seldon's entry point (also what the simulator drives)."""
+        if self._plain and type(routing) is int and 0 <= routing < self.n_children \
+                and type(reward) is float and 0.0 <= reward <= 1.0:  # the hot path, checks inlined
+            shape = getattr(features, "shape", None)
+            rows = int(shape[0]) if shape else 1
+            if rows >= 1:
+                with self.lock:
+                    self._update(routing, reward * rows, rows, None)
+                return
         self._apply(self.check_routing(routing), self.check_reward(reward), rows_of(features),
                     self._request(features, feature_names), None)
 

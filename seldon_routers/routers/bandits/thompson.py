@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Optional, Union
 
 import numpy as np
@@ -11,12 +12,15 @@ from ...errors import ConfigError
 from ...request import Request
 from .base import Bandit
 
-# Beta draws are made ahead, BLOCK routes at a time, in one numpy call per block (numpy
-# charges microseconds per call, not per draw). An arm whose posterior changed is drawn
-# afresh (singly, or its remaining column at once when many changed) until the next
-# block: every route still draws exactly from the current posteriors, independently of
-# earlier routes.
-BLOCK = 64
+# Beta draws are made ahead, BLOCK routes at a time, in one numpy call (numpy charges
+# about a microsecond per call, tens of nanoseconds per draw). An arm whose posterior
+# changed since is "stale" and drawn afresh on each route. Every route thus draws exactly
+# from the current posteriors, independently of earlier routes.
+BLOCK = 32
+HOT = 1  # stale arms drawn singly on each route (more: measured no faster)
+# Propensities are the argmax frequencies of the last few blocks' draws (made from the
+# posteriors of their time): a Monte Carlo estimate that costs nothing extra.
+PROPENSITY_BLOCKS = 16
 
 
 class ThompsonSampling(Bandit):
@@ -26,8 +30,8 @@ class ThompsonSampling(Bandit):
     for each arm's mean (sample variance; prior_variance before two observations); each
     arm is tried once first.
 
-    The propensity tag is estimated by Monte Carlo from the posteriors, refreshed as
-    feedback arrives.
+    The propensity tag is estimated by Monte Carlo from the posteriors (the last
+    BLOCK * PROPENSITY_BLOCKS draws), so it follows feedback as it arrives.
     """
 
     name = "thompson-sampling"
@@ -48,74 +52,98 @@ class ThompsonSampling(Bandit):
                 raise ConfigError(f"{field}: must be > 0, got {value!r}")
         self.reward_model = reward_model
         self.prior_alpha, self.prior_beta, self.prior_variance = float(prior_alpha), float(prior_beta), float(prior_variance)
-        self.squares = [0.0] * self.n_children  # sum of reward^2 * rows (gaussian)
-        self._propensity = [1.0 / self.n_children] * self.n_children
-        self._since_estimate, self._next_estimate = 0, 50
+        k = self.n_children
+        self.squares = [0.0] * k  # sum of reward^2 * rows (gaussian)
+        self._propensity = [1.0 / k] * k
+        self._wins: deque = deque(maxlen=PROPENSITY_BLOCKS)  # argmax counts of recent blocks
+        self._win_total = [0] * k
+        self._untried: list = []  # gaussian arms without feedback yet: tried first
+        self._since_estimate = 0  # gaussian: feedbacks since the propensities were estimated
         self._posterior()
+
+    def reseed_for_process(self) -> None:
+        super().reseed_for_process()
+        self._row = BLOCK  # draws made before the fork are the parent's: never replay them
+
+    # --- posteriors --------------------------------------------------------------------
 
     def _posterior(self, arms=None) -> None:
         """Posterior parameters, kept current on every update so routing only draws."""
         k = self.n_children
         if arms is None:
-            self._a, self._b = np.ones(k), np.ones(k)
-            self._mu, self._sd = np.zeros(k), np.ones(k)
-            self._block, self._row, self._stale = None, BLOCK, set()
-            self._untried: list = []  # gaussian arms without feedback yet: tried first
+            self._a, self._b = [self.prior_alpha] * k, [self.prior_beta] * k
+            self._mu, self._sd = [0.0] * k, [1.0] * k
+            self._block, self._row, self._stale = None, BLOCK, {}
             arms = range(k)
+        if self.reward_model == "bernoulli":
+            for i in arms:
+                s = self.successes[i]
+                self._a[i], self._b[i] = self.prior_alpha + s, self.prior_beta + self.pulls[i] - s
+                self._stale_arm(i)
+            return
         for i in arms:
-            n, s = self.pulls[i], self.successes[i]
-            if n <= 1e-12 and i not in self._untried and self.reward_model == "gaussian":
-                self._untried.append(i)
-            elif n > 1e-12 and i in self._untried:
-                self._untried.remove(i)
-            if self.reward_model == "bernoulli":
-                a, b = self.prior_alpha + s, self.prior_beta + n - s
-                self._a[i], self._b[i] = a, b
-                self._mu[i] = a / (a + b)
-                self._sd[i] = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
-                self._stale.add(i)
-            elif n <= 1e-12:  # untried: tried first, as UCB1 does
+            n = self.pulls[i]
+            if n <= 1e-12:  # untried: tried first, as UCB1 does
+                if i not in self._untried:
+                    self._untried.append(i)
                 self._mu[i], self._sd[i] = math.inf, 0.0
-            else:
-                mean = self.mean(i)
-                var = max(self.squares[i] / n - mean * mean, 0.0) * n / (n - 1) if n > 1 else self.prior_variance
-                self._mu[i] = mean
-                self._sd[i] = math.sqrt(max(var, 1e-12) / n)
+                continue
+            if i in self._untried:
+                self._untried.remove(i)
+            mean = self.mean(i)
+            var = max(self.squares[i] / n - mean * mean, 0.0) * n / (n - 1) if n > 1 else self.prior_variance
+            self._mu[i], self._sd[i] = mean, math.sqrt(max(var, 1e-12) / n)
 
-    def draw(self) -> np.ndarray:
-        """One draw from each arm's current posterior."""
-        row = self._row
-        if row < BLOCK and not self._stale:  # the common case
-            self._row = row + 1
-            return self._block[row]
-        if self.reward_model == "gaussian":
-            with np.errstate(invalid="ignore"):  # inf + 0 * z for untried arms
-                return np.where(np.isinf(self._mu), np.inf, self._mu + self._sd * self.rng.standard_normal(self.n_children))
-        row = self._row
-        if row >= BLOCK:
-            self._block = self.rng.beta(self._a, self._b, size=(BLOCK, self.n_children))
-            self._stale.clear()
-            row = 0
-        elif len(self._stale) <= 2:
-            # Feedback usually touches one arm between routes: draw just this row's sample
-            # for it; the arm stays stale, so its later rows are drawn afresh too.
-            for i in self._stale:
-                self._block[row, i] = self.rng.beta(self._a[i], self._b[i])
-        else:
-            for i in self._stale:
-                self._block[row:, i] = self.rng.beta(self._a[i], self._b[i], size=BLOCK - row)
-            self._stale.clear()
-        self._row = row + 1
-        return self._block[row]
+    def _stale_arm(self, arm: int) -> None:
+        """The pre-drawn samples of `arm` no longer follow its posterior: it is drawn afresh
+        on each route; past HOT such arms, the least recently fed back has the rest of its
+        column redrawn in one call instead."""
+        stale = self._stale
+        stale.pop(arm, None)
+        stale[arm] = None  # most recent last
+        if len(stale) > HOT:
+            cold = next(iter(stale))
+            del stale[cold]
+            row = self._row
+            if row < BLOCK:
+                self._block[row:, cold] = self.rng.beta(self._a[cold], self._b[cold], BLOCK - row)
+
+    def _refill(self) -> None:
+        k = self.n_children
+        block = self._block = self.rng.beta(self._a, self._b, size=(BLOCK, k))
+        self._row = 0
+        self._stale.clear()
+        wins = np.bincount(block.argmax(axis=1), minlength=k).tolist()
+        total = self._win_total
+        if len(self._wins) == PROPENSITY_BLOCKS:
+            total = [t - w for t, w in zip(total, self._wins[0])]
+        self._wins.append(wins)
+        self._win_total = total = [t + w for t, w in zip(total, wins)]
+        # Add-one smoothing: an arm the sampler can still choose never reads 0, which would
+        # break inverse-propensity weighting downstream.
+        n = BLOCK * len(self._wins) + k
+        self._propensity = [(t + 1) / n for t in total]
+
+    # --- routing -----------------------------------------------------------------------
 
     def choose(self, request: Request) -> tuple[int, float]:
-        with self.lock:  # feedback may be rebuilding the posteriors (Seldon's wrapper runs threads)
-            samples = self.draw()
-            untried = self._untried
-            if untried:  # gaussian: every untried arm draws +inf; pick one of them at random
-                arm = untried[int(self.rng.random() * len(untried))]
-                return arm, 1.0 / len(untried)
-            arm = int(samples.argmax())
+        with self.lock:  # feedback may be changing the posteriors (Seldon's wrapper runs threads)
+            if self._untried:  # gaussian: every untried arm draws +inf; pick one of them at random
+                arm = self._untried[int(self.rng.random() * len(self._untried))]
+                return arm, 1.0 / len(self._untried)
+            if self.reward_range is None:  # gaussian
+                arm = int((np.asarray(self._mu) + np.asarray(self._sd) * self.rng.standard_normal(self.n_children)).argmax())
+                return arm, self._propensity[arm]
+            # Bernoulli, the hot path: this route's row of the block, stale arms drawn afresh.
+            row = self._row
+            if row >= BLOCK:
+                self._refill()
+                row = 0
+            self._row = row + 1
+            sample = self._block[row]
+            for i in self._stale:
+                sample[i] = self.rng.beta(self._a[i], self._b[i])
+            arm = int(sample.argmax())
         return arm, self._propensity[arm]
 
     def choose_probability(self, request: Request, arm: int) -> float:
@@ -128,23 +156,28 @@ class ThompsonSampling(Bandit):
         if self.reward_model == "bernoulli":
             samples = self.rng.beta(self._a, self._b, size=(draws, self.n_children))
         else:
-            samples = self._mu + self._sd * self.rng.standard_normal((draws, self.n_children))
+            samples = np.asarray(self._mu) + np.asarray(self._sd) * self.rng.standard_normal((draws, self.n_children))
         wins = np.bincount(samples.argmax(axis=1), minlength=self.n_children)
-        # Add-one smoothing: an arm the sampler can still choose never reads 0, which
-        # would break inverse-propensity weighting downstream.
         return (wins + 1) / (draws + self.n_children)
 
+    # --- learning ----------------------------------------------------------------------
+
     def _update(self, arm, successes, trials, context) -> None:
-        super()._update(arm, successes, trials, context)
-        if self.reward_model == "gaussian":
-            # successes/trials is the reward; rows share it, so each adds reward^2
-            self.squares[arm] += (successes / trials) ** 2 * trials if trials else 0.0
+        self.pulls[arm] += trials
+        self.successes[arm] += successes
+        if self.reward_model == "bernoulli":  # the hot path, inlined
+            self._a[arm] += successes
+            self._b[arm] += trials - successes
+            if arm not in self._stale:
+                self._stale_arm(arm)
+            return
+        # successes/trials is the reward; rows share it, so each adds reward^2
+        self.squares[arm] += (successes / trials) ** 2 * trials if trials else 0.0
         self._posterior((arm,))
         self._since_estimate += 1
         # Re-estimate on a geometric schedule: cheap over long runs, fresh early on.
-        if self._since_estimate >= self._next_estimate:
+        if self._since_estimate >= max(50, sum(self.pulls) / 20):
             self._since_estimate = 0
-            self._next_estimate = max(50, int(sum(self.pulls) / 20))
             self._propensity = self.estimate_propensities().tolist()
 
     def _decay(self, factor: float) -> None:
@@ -155,7 +188,7 @@ class ThompsonSampling(Bandit):
     def _extra_state(self) -> dict:
         out = {"reward_model": self.reward_model, "propensity": list(self._propensity)}
         if self.reward_model == "bernoulli":
-            out.update(alpha=self._a.tolist(), beta=self._b.tolist())
+            out.update(alpha=list(self._a), beta=list(self._b))
         else:
             out.update(squares=list(self.squares))
         return out

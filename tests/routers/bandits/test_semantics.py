@@ -103,6 +103,7 @@ def test_seed_zero_is_honoured_and_generators_are_per_instance(cls):
 
 def test_forked_workers_draw_different_streams():
     r = ThompsonSampling(n_branches=10, seed=7)
+    r.route(ONE_ROW, [])  # the parent has draws made ahead: a child must not replay them
     read, write = os.pipe()
     pids = []
     for _ in range(2):
@@ -294,6 +295,21 @@ def test_gaussian_thompson_tries_untried_arms_at_random_with_honest_propensity()
     r.send_feedback(ONE_ROW, [], 2.0, None, routing=0)
     d = r.decide(Request())
     assert d.child in (1, 2) and d.tags["propensity"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("arm_count", [2, 10])
+def test_thompson_routes_follow_feedback_at_once(arm_count):
+    """Draws are made ahead in blocks; an arm's feedback must still count from the very
+    next route, for the arm fed back and for one fed back earlier."""
+    r = ThompsonSampling(n_branches=arm_count, seed=1)
+    for arm in range(arm_count):  # every arm mediocre, and a block drawn from that
+        r.send_feedback(np.zeros((40, 1)), [], 0.5, None, routing=arm)
+    r.route(ONE_ROW, [])
+    r.send_feedback(np.zeros((400, 1)), [], 0.95, None, routing=1)
+    assert [r.route(ONE_ROW, []) for _ in range(20)] == [1] * 20
+    r.send_feedback(np.zeros((2000, 1)), [], 0.0, None, routing=1)  # arm 1 collapses...
+    r.send_feedback(ONE_ROW, [], 1.0, None, routing=0)  # ...while another arm is fed back
+    assert 1 not in [r.route(ONE_ROW, []) for _ in range(20)]
 
 
 def test_thompson_propensity_is_never_zero():
