@@ -50,6 +50,24 @@ def _parser() -> argparse.ArgumentParser:
                    help="how long SIGTERM waits for in-flight calls")
     s.add_argument("--log-level", default=os.environ.get("SELDON_LOG_LEVEL", "info").lower(),
                    choices=["debug", "info", "warning", "error"])
+    st = s.add_argument_group("state (docs/state.md)")
+    st.add_argument("--state", default=None, metavar="STORE",
+                    help="memory (default), file:PATH or redis://host:port/db (default: $SELDON_ROUTER_STATE)")
+    st.add_argument("--snapshot-interval", type=float, default=10.0, metavar="SECONDS",
+                    help="file: seconds between snapshots (also written at shutdown; default 10)")
+    st.add_argument("--state-discard-bad", action="store_true",
+                    help="file: keep a snapshot that cannot be restored aside (PATH.bad-TIME) and start fresh, "
+                         "instead of refusing to start")
+    st.add_argument("--sync-interval", type=float, default=0.1, metavar="SECONDS",
+                    help="redis: seconds between refreshes of the local copy routes are made from (default 0.1)")
+    st.add_argument("--state-namespace", default=None, metavar="NS",
+                    help="redis: key namespace (default: $SELDON_DEPLOYMENT_ID:$PREDICTOR_ID:unit id)")
+    st.add_argument("--state-buffer", type=int, default=100_000, metavar="N",
+                    help="redis: feedbacks held while Redis is unreachable; beyond, feedback is a 503 (default 100000)")
+    st.add_argument("--state-required", action="store_true",
+                    help="/ready answers 503 while the state store is unreachable")
+    st.add_argument("--state-fail-fast", action="store_true",
+                    help="refuse to start when the state store is unreachable (default: start from local state)")
     sub.add_parser("list", help="list the built-in routers and their parameters")
     _simulate_parser(sub)
     return parser
@@ -131,9 +149,19 @@ def serve(args) -> None:
     if args.max_in_flight < 0:
         raise ConfigError("--max-in-flight: must be >= 0")
     unit_id = args.unit_id or os.environ.get("PREDICTIVE_UNIT_ID", "0")
+    store = _store(args)
     # A Router's own `name` wins (as under create_app); else the built-in name or import path.
     name = (router.name if registry.is_router(cls) else "") or registry.builtin_name(cls)
-    run(DataPlane(router, unit_id, name, args.max_in_flight), settings)
+    run(DataPlane(router, unit_id, name, args.max_in_flight, store=store), settings)
+
+
+def _store(args):
+    from .state import StoreOptions, open_store
+
+    options = StoreOptions(snapshot_interval=args.snapshot_interval, discard_bad=args.state_discard_bad,
+                           sync_interval=args.sync_interval, namespace=args.state_namespace or "",
+                           buffer=args.state_buffer, required=args.state_required, fail_fast=args.state_fail_fast)
+    return open_store(args.state or os.environ.get("SELDON_ROUTER_STATE", "memory"), options)
 
 
 def list_builtins() -> None:

@@ -62,6 +62,14 @@ class NotReady(RouterError):
     reason = "NOT_READY"
 
 
+class StoreUnavailable(RouterError):
+    """The state store cannot take this feedback now (unreachable, and its buffer full)."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+    reason = "STATE_STORE_UNAVAILABLE"
+
+
 class RouterFailed(RouterError):
     """The router's own code raised, or returned a decision that is not a valid route."""
 

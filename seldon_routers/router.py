@@ -79,6 +79,11 @@ class Router:
         """The learned state as a JSON-serialisable value (served by GET /state)."""
         return {}
 
+    def load_state(self, state: dict) -> None:
+        """Restore what `state()` returned (the file store calls it at start-up). A router
+        that keeps learned state writes both; raise ConfigError for a state it cannot use."""
+        raise NotImplementedError(f"{type(self).__name__} does not restore state")
+
     # --- what the server calls ----------------------------------------------------------
 
     @property

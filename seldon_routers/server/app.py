@@ -79,8 +79,16 @@ async def serve(dp: DataPlane, settings: Settings) -> None:
 
     tasks = [asyncio.ensure_future(t) for t in (rest.serve(), metrics.serve(), shutdown())]
     await asyncio.sleep(0)
-    # Load after the listeners are up, in a thread, so /live answers while a model loads.
-    await loop.run_in_executor(None, dp.load)
+    # Load after the listeners are up, so /live answers while a model loads.
+    try:
+        await dp.start()
+    except BaseException:  # e.g. a snapshot that cannot be restored: stop the listeners, then say why
+        rest.should_exit = metrics.should_exit = True
+        await grpc_server.stop(0)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     await grpc_transport.set_serving(health, True)
     log.info("router %s (unit %s) ready: REST :%d, gRPC :%d, metrics :%d%s", dp.name, dp.unit_id,
              settings.http_port, settings.grpc_port, settings.metrics_port, settings.metrics_path)
@@ -88,6 +96,7 @@ async def serve(dp: DataPlane, settings: Settings) -> None:
     if not stopping.is_set():  # a listener died (e.g. port in use): stop the rest too
         stopping.set()
     await asyncio.gather(*tasks, return_exceptions=True)
+    await dp.store.stop()  # after the last call drained: the final snapshot or flush has it
     for task in done:
         if task.exception():
             raise task.exception()

@@ -7,6 +7,7 @@ here, so REST and gRPC cannot drift apart.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import numbers
@@ -20,6 +21,7 @@ from ..codec import from_json, from_proto, replies
 from ..errors import BadRequest, NotReady, RouterError, RouterFailed, TooManyRequests
 from ..request import Feedback, Request
 from ..router import Decision, Router
+from ..state import Store
 from .metrics import Metrics
 
 log = logging.getLogger("seldon_routers")
@@ -79,8 +81,9 @@ def _overrides(router: Router, hook: str) -> bool:
 
 class DataPlane:
     def __init__(self, router: Any, unit_id: str = "0", router_name: str | None = None,
-                 max_in_flight: int = 0, metrics: Metrics | None = None):
+                 max_in_flight: int = 0, metrics: Metrics | None = None, store: Store | None = None):
         self.router = as_router(router)
+        self.store = store or Store()
         self.unit_id = unit_id
         self.name = router_name or self.router.describe()
         self.max_in_flight = max_in_flight
@@ -95,6 +98,16 @@ class DataPlane:
     def load(self) -> None:
         self.router.load()
         self.ready = True
+
+    async def start(self) -> None:
+        """Load the router (in a thread: /live answers meanwhile), then its state."""
+        await asyncio.get_running_loop().run_in_executor(None, self.router.load)
+        await self.store.start(self.router, self.metrics, self.unit_id)
+        self.ready = True
+
+    def serving_ready(self) -> bool:
+        """What /ready says: loaded, and the state store reachable if it is required."""
+        return self.ready and (not self.store.required or self.store.healthy())
 
     # --- the two calls ------------------------------------------------------------------
 
@@ -130,10 +143,12 @@ class DataPlane:
             if fb.routing < 0 or (n is not None and fb.routing >= n):
                 raise BadRequest(f"response.meta.routing.{self.unit_id}: {fb.routing} is not one of "
                                  f"this router's children (0..{'' if n is None else n - 1})")
+        self.store.admit()  # a feedback the store cannot keep is refused before it changes anything
         try:
             result = self.router.learn(fb)
             if inspect.isawaitable(result):
                 await result
+            await self.store.committed()  # acknowledged once the store has it
         except RouterError:
             raise
         except Exception as exc:
@@ -214,7 +229,8 @@ class DataPlane:
     # --- introspection -----------------------------------------------------------------
 
     def state_json(self) -> bytes:
-        return replies.dumps({"router": self.name, "unit": self.unit_id, "state": self.router.state()})
+        return replies.dumps({"router": self.name, "unit": self.unit_id, "state": self.router.state(),
+                              "store": self.store.describe()})
 
     def metadata(self) -> dict:
         init = _hook(self.router, "init_metadata")

@@ -23,6 +23,13 @@ class Metrics:
         self._seconds = Histogram("seldon_router_request_seconds", "Time in the dataplane per call.",
                                   ["endpoint", "transport"], registry=r,
                                   buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.025, 0.1, 1))
+        self._store_up = Gauge("seldon_router_state_store_up", "1 while the state store is reachable.", registry=r)
+        self._buffered = Gauge("seldon_router_state_buffered", "Feedbacks applied here, not yet in the state store.",
+                               registry=r)
+        self._refused = Counter("seldon_router_state_refused", "Feedbacks refused: store unreachable, buffer full.",
+                                registry=r)
+        self._sync = Histogram("seldon_router_state_sync_seconds", "One sync with the state store.", registry=r,
+                               buckets=(2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.1, 1))
         self._cache: dict = {}
         self._custom: dict = {}
 
@@ -41,6 +48,15 @@ class Metrics:
         self._child(self._feedback, label).inc()
         if reward:
             self._child(self._reward, label).inc(reward)
+
+    def state_synced(self, seconds, buffered: int, up: bool) -> None:
+        if seconds is not None:
+            self._sync.observe(seconds)
+        self._buffered.set(buffered)
+        self._store_up.set(1 if up else 0)
+
+    def state_refused(self) -> None:
+        self._refused.inc()
 
     def failed(self, endpoint: str, code: int) -> None:
         self._errors.labels(endpoint=endpoint, code=str(code)).inc()

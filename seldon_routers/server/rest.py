@@ -51,6 +51,8 @@ async def _live(dp, call):
 async def _ready(dp, call):
     if not dp.ready:
         raise NotReady("router is not ready (loading or shutting down)")
+    if not dp.serving_ready():
+        raise NotReady("the state store is unreachable (and --state-required is set)")
     return 200, JSON, b'{"status":"ready"}'
 
 

@@ -90,6 +90,7 @@ class Bandit(Router):
         self._dedupe = dedupe
         self.duplicates = 0
         # Rewards in [0, 1] and no context, drift or window to handle: send_feedback's short path.
+        self._on_update = None  # see share_updates()
         self._plain = (self.reward_range == (0.0, 1.0) and not self.reads_features and window is None
                        and discount in (None, 1))
         _LIVE.add(self)
@@ -218,6 +219,8 @@ class Bandit(Router):
             if self.discount is not None and self.discount < 1:  # forget a little of the past
                 self._decay(self.discount)
             self._update(arm, reward * rows, rows, context)
+            if self._on_update is not None:
+                self._on_update(self.delta(arm, reward * rows, rows, context), puid)
             if self.window is not None:
                 self._window.append((arm, reward * rows, rows, context))
                 if len(self._window) > self.window:
@@ -229,14 +232,18 @@ class Bandit(Router):
         return None
 
     def _decay(self, factor: float) -> None:
-        self.pulls = [x * factor for x in self.pulls]
-        self.successes = [x * factor for x in self.successes]
+        stats = self.stats()
+        routes = stats.pop("routes")
+        self._set_stats({name: [x * factor for x in values] for name, values in stats.items()} | {"routes": routes})
+        self._rebuild()
 
     def _update(self, arm: int, successes: float, trials: float, context) -> None:
         self.pulls[arm] += trials
         self.successes[arm] += successes
 
-    # --- state -----------------------------------------------------------------------
+    # --- state: export, restore, share -----------------------------------------------
+    # What a bandit learns is additive: sums over feedbacks (and counts of routes). So a
+    # snapshot restores by assignment, and replicas merge by adding their increments.
 
     def state(self) -> dict:
         with self.lock:
@@ -246,6 +253,70 @@ class Bandit(Router):
 
     def _extra_state(self) -> dict:
         return {}
+
+    def stats(self) -> dict:
+        """The additive statistics, by name, each a flat list of floats."""
+        return {"pulls": list(self.pulls), "successes": list(self.successes), "routes": [float(r) for r in self.routes]}
+
+    def _set_stats(self, stats: dict) -> None:
+        self.pulls, self.successes = list(stats["pulls"]), list(stats["successes"])
+        self.routes = [int(round(r)) for r in stats["routes"]]
+
+    def _rebuild(self) -> None:
+        """Recompute what is derived from the statistics (means, posteriors, best arms)."""
+
+    def set_stats(self, stats: dict, pending=None) -> None:
+        """Replace the statistics (a store restoring or syncing them); checked first.
+        pending: called under the lock, returns deltas (see `delta`) to add on top: the
+        updates a shared store has not yet seen come back in what it read."""
+        mine = self.stats()
+        for name, values in stats.items():
+            if name not in mine:
+                raise ConfigError(f"state: {self.name} keeps no statistic {name!r}")
+            if len(values) != len(mine[name]) or not all(isinstance(v, (int, float)) and math.isfinite(v)
+                                                         for v in values):
+                raise ConfigError(f"state.{name}: expected {len(mine[name])} finite numbers")
+        with self.lock:
+            merged = {**mine, **{name: list(values) for name, values in stats.items()}}
+            for delta in pending() if pending else ():
+                for name, changes in delta.items():
+                    for i, amount in changes.items():
+                        merged[name][i] += amount
+            self._set_stats(merged)
+            self._rebuild()
+
+    def delta(self, arm: int, successes: float, trials: float, context) -> dict:
+        """What one update adds to the statistics: {name: {index: amount}}."""
+        return {"pulls": {arm: trials}, "successes": {arm: successes}}
+
+    def not_additive(self) -> Optional[str]:
+        """Why this configuration's state cannot be merged by adding increments (None: it can)."""
+        if self.discount is not None and self.discount < 1:
+            return "discount: multiplies all past statistics at every update, so increments do not add up"
+        if self.window is not None:
+            return "window: forgets each replica's own oldest feedback, so increments do not add up"
+        return None
+
+    def share_updates(self, callback) -> None:
+        """Call `callback(delta, puid)` under the lock after every update (a shared store
+        forwards them); the short feedback path is given up for it."""
+        self._on_update = callback
+        self._plain = False
+
+    def load_state(self, state: dict) -> None:
+        """Restore from what `state()` returned (a snapshot); refuses another router's."""
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            version = state.get("version") if isinstance(state, dict) else None
+            raise ConfigError(f"state.version: {version!r}; this version of {self.name} reads version {STATE_VERSION}")
+        if state.get("policy") != self.name or state.get("arms") != list(self.branch_names):
+            raise ConfigError(f"state: it is the state of {state.get('policy')!r} with arms {state.get('arms')!r}, "
+                              f"not of {self.name!r} with arms {list(self.branch_names)!r}")
+        names = self.stats()
+        missing = [n for n in names if n not in state]
+        if missing:
+            raise ConfigError(f"state.{missing[0]}: missing")
+        self.set_stats({n: state[n] for n in names})
+        self.duplicates = int(state.get("duplicates", 0))
 
     def mean(self, arm: int) -> float:
         """Observed mean reward of an arm (0 before any feedback)."""

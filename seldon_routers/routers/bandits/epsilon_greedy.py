@@ -73,11 +73,15 @@ class EpsilonGreedy(Bandit):
                 self._best = max(means)
                 self._greedy = [i for i, m in enumerate(means) if m == self._best]
 
-    def _decay(self, factor: float) -> None:
-        super()._decay(factor)  # O(k) already: recompute, rounding may have moved the means by an ulp
+    def _rebuild(self) -> None:
         means = self._means = self.means()
         self._best = max(means)
         self._greedy = [i for i, m in enumerate(means) if m == self._best]
 
     def _extra_state(self) -> dict:
         return {"epsilon": self.epsilon, "means": list(self._means)}
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        if isinstance(state.get("epsilon"), (int, float)) and 0 <= state["epsilon"] <= 1:
+            self.epsilon = float(state["epsilon"])  # where its decay had got to

@@ -45,7 +45,8 @@ class LinUCB(Bandit):
         self.n_features = d
         k = self.n_children
         self.a_inv = np.stack([np.eye(d) / self.ridge] * k)  # (k, d, d)
-        self.b = np.zeros((k, d))
+        self.xx = np.zeros((k, d, d))  # sum of x x' (additive: what stores keep and merge)
+        self.b = np.zeros((k, d))  # sum of reward * x
         self.theta = np.zeros((k, d))
 
     def context_of(self, request: Request) -> np.ndarray:
@@ -93,9 +94,45 @@ class LinUCB(Bandit):
         if not (np.isfinite(a_inv).all() and np.isfinite(theta).all()):
             raise BadRequest("features: this feedback would overflow the model; nothing was applied")
         self.a_inv[arm], self.b[arm], self.theta[arm] = a_inv, b, theta
+        self.xx[arm] += context.T @ context
+
+    def load_state(self, state: dict) -> None:
+        width = state.get("n_features") if isinstance(state, dict) else None
+        if self.n_features is None and isinstance(width, int) and width >= 1:
+            self._init_model(width)  # the width the snapshot was learned with
+        super().load_state(state)
+
+    def _fixed_width(self) -> int:
+        if self.n_features is None:
+            raise ConfigError("n_features: lin-ucb needs a fixed width to export or restore its statistics")
+        return self.n_features
+
+    def stats(self) -> dict:
+        self._fixed_width()
+        return {**super().stats(), "xx": self.xx.ravel().tolist(), "xr": self.b.ravel().tolist()}
+
+    def _set_stats(self, stats: dict) -> None:
+        super()._set_stats(stats)
+        k, d = self.n_children, self._fixed_width()
+        self.xx = np.asarray(stats["xx"], dtype=np.float64).reshape(k, d, d)
+        self.b = np.asarray(stats["xr"], dtype=np.float64).reshape(k, d)
+
+    def _rebuild(self) -> None:
+        a = self.xx + np.eye(self.n_features) * self.ridge
+        self.a_inv = np.linalg.inv(a)
+        self.theta = np.einsum("kij,kj->ki", self.a_inv, self.b)
+
+    def delta(self, arm, successes, trials, context) -> dict:
+        out = super().delta(arm, successes, trials, context)
+        d = self.n_features
+        base = arm * d * d
+        out["xx"] = {base + i: v for i, v in enumerate((context.T @ context).ravel().tolist())}
+        out["xr"] = {arm * d + i: v for i, v in enumerate((successes / trials * context.sum(axis=0)).tolist())}
+        return out
 
     def _extra_state(self) -> dict:
         if self.n_features is None:
             return {"n_features": None}
         return {"n_features": self.n_features, "alpha": self.alpha, "theta": self.theta.tolist(),
-                "b": self.b.tolist(), "a_inv": self.a_inv.tolist()}
+                "b": self.b.tolist(), "a_inv": self.a_inv.tolist(),
+                "xx": self.xx.ravel().tolist(), "xr": self.b.ravel().tolist()}

@@ -180,10 +180,25 @@ class ThompsonSampling(Bandit):
             self._since_estimate = 0
             self._propensity = self.estimate_propensities().tolist()
 
-    def _decay(self, factor: float) -> None:
-        super()._decay(factor)
-        self.squares = [x * factor for x in self.squares]
+    def stats(self) -> dict:
+        out = super().stats()
+        if self.reward_model == "gaussian":
+            out["squares"] = list(self.squares)
+        return out
+
+    def _set_stats(self, stats: dict) -> None:
+        super()._set_stats(stats)
+        if "squares" in stats:
+            self.squares = list(stats["squares"])
+
+    def _rebuild(self) -> None:
         self._posterior()
+
+    def delta(self, arm, successes, trials, context) -> dict:
+        out = super().delta(arm, successes, trials, context)
+        if self.reward_model == "gaussian":
+            out["squares"] = {arm: (successes / trials) ** 2 * trials if trials else 0.0}
+        return out
 
     def _extra_state(self) -> dict:
         out = {"reward_model": self.reward_model, "propensity": list(self._propensity)}

@@ -43,6 +43,9 @@ class UCB1(Bandit):
 
     def _update(self, arm, successes, trials, context) -> None:
         super()._update(arm, successes, trials, context)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
         index = self.indices()  # the log term moves every arm's index: recompute all
         top = max(index)
         self._best = [i for i, x in enumerate(index) if x == top]

@@ -1,0 +1,111 @@
+"""`file:PATH`: the router's JSON state, snapshotted atomically (temp file, fsync, rename)
+every snapshot interval and at shutdown, and restored at start-up. Never pickle: a
+snapshot is the same JSON that GET /state shows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+
+from ..errors import ConfigError
+from . import Store, StoreOptions
+
+log = logging.getLogger("seldon_routers")
+
+
+def _restores(router) -> bool:
+    from ..router import Router
+
+    own = getattr(router, "inner", router)  # a plain Seldon-style class served as is
+    method = getattr(type(own), "load_state", None)
+    return method is not None and method is not Router.load_state
+
+
+class FileStore(Store):
+    kind = "file"
+
+    def __init__(self, path: str, options: StoreOptions):
+        if not options.snapshot_interval > 0:
+            raise ConfigError(f"--snapshot-interval: must be > 0, got {options.snapshot_interval}")
+        self.path = os.path.abspath(path)
+        self.options = options
+        self._written = b""
+        self._task = None
+        self.snapshots = 0
+
+    async def start(self, router, metrics=None, unit_id: str = "0") -> None:
+        self.router = router
+        own = getattr(router, "inner", router)
+        if not _restores(router):
+            raise ConfigError(f"--state file: {type(own).__name__} keeps no state to restore (it defines no "
+                              "load_state); serve it with --state memory")
+        if os.path.exists(self.path):
+            self._restore(own)
+        directory = os.path.dirname(self.path)
+        if not os.path.isdir(directory):
+            raise ConfigError(f"--state file:{self.path}: directory {directory} does not exist")
+        await asyncio.to_thread(self.snapshot)  # fails now, not an interval later, if unwritable
+        self._task = asyncio.ensure_future(self._every_interval())
+
+    def _restore(self, own) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                state = json.loads(f.read())
+            own.load_state(state)
+        except (OSError, ValueError, ConfigError) as exc:  # JSONDecodeError is a ValueError
+            reason = exc.message if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+            if not self.options.discard_bad:
+                raise ConfigError(f"--state file:{self.path}: cannot restore this snapshot ({reason}). Fix or "
+                                  "remove it, or pass --state-discard-bad to keep it aside and start fresh") from None
+            aside = f"{self.path}.bad-{time.strftime('%Y%m%dT%H%M%S')}"
+            os.replace(self.path, aside)
+            log.warning("state snapshot %s cannot be restored (%s); kept aside as %s, starting fresh",
+                        self.path, reason, aside)
+            return
+        log.info("state restored from %s", self.path)
+
+    def snapshot(self) -> bool:
+        """Write the state if it changed since the last write; True when it wrote."""
+        data = json.dumps(self.router.state(), separators=(",", ":"), allow_nan=False).encode()
+        if data == self._written:
+            return False
+        tmp = f"{self.path}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)  # atomic: a reader sees the old file or the new one
+            dir_fd = os.open(os.path.dirname(self.path), os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)  # the rename itself survives a crash
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise ConfigError(f"--state file:{self.path}: cannot write the snapshot ({exc})") from None
+        self._written = data
+        self.snapshots += 1
+        return True
+
+    async def _every_interval(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.snapshot_interval)
+            try:
+                await asyncio.to_thread(self.snapshot)
+            except ConfigError as exc:  # a full disk: keep serving, say so, try again
+                log.error("%s", exc.message)
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "path": self.path, "snapshot_interval": self.options.snapshot_interval,
+                "snapshots": self.snapshots}
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await asyncio.to_thread(self.snapshot)
+        log.info("state snapshot written to %s", self.path)

@@ -1,0 +1,303 @@
+"""`redis://host:port/db`: one learned state for every worker and replica of a unit.
+
+Each process routes from a local copy and applies its own feedback to it at once. The
+increments (what each update adds to the additive statistics) go to Redis in batches, one
+Lua script per batch that adds them with HINCRBYFLOAT, so concurrent replicas lose nothing
+and Python never reads-modifies-writes. Each increment carries an id (the feedback's puid,
+else a random one) that the script remembers with SET NX and a TTL: a duplicate puid from
+any replica, or a batch retried after a lost reply, is applied once. Every sync interval
+the local copy is replaced by Redis' sums plus the increments Redis has not yet taken.
+
+While Redis is unreachable, routing goes on from the local copy and feedback is buffered
+(bounded); it is flushed, exactly once, when Redis is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+
+from ..errors import ConfigError, StoreUnavailable
+from . import Store, StoreOptions
+
+log = logging.getLogger("seldon_routers")
+
+MAX_BATCH = 2_000  # increments per script call: keeps one call short for Redis' single thread
+NO_PUID_TTL = 3_600  # seconds a random id is kept: long enough for any retry
+KEY_VERSION = 1
+
+# KEYS[1]: the statistics hash; KEYS[2]: the prefix of the seen-ids keys. ARGV: per
+# increment: id, ttl, number of fields, then field/amount pairs. Returns how many applied.
+APPLY = """
+local i, applied = 1, 0
+while i <= #ARGV do
+  local id, ttl, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  i = i + 3
+  if redis.call('SET', KEYS[2] .. id, '1', 'NX', 'EX', ttl) then
+    applied = applied + 1
+    for j = i, i + 2 * n - 1, 2 do
+      redis.call('HINCRBYFLOAT', KEYS[1], ARGV[j], ARGV[j + 1])
+    end
+  else
+    redis.call('HINCRBY', KEYS[1], 'duplicates.0', 1)
+  end
+  i = i + 2 * n
+end
+return applied
+"""
+
+
+def default_namespace(unit_id: str) -> str:
+    """Seldon's identity of a unit: deployment, predictor, unit (as its executor sets them)."""
+    return ":".join((os.environ.get("SELDON_DEPLOYMENT_ID", "default"), os.environ.get("PREDICTOR_ID", "default"),
+                     unit_id))
+
+
+class RedisStore(Store):
+    kind = "redis"
+    shared = True
+
+    def __init__(self, url: str, options: StoreOptions):
+        try:
+            import redis.asyncio  # noqa: F401  (the redis extra)
+        except ImportError:
+            raise ConfigError("--state redis: needs the redis extra: pip install 'seldon-routers[redis]'") from None
+        for field, value in (("--sync-interval", options.sync_interval), ("--state-buffer", options.buffer)):
+            if not value > 0:
+                raise ConfigError(f"{field}: must be > 0, got {value}")
+        self.url, self.options, self.required = url, options, options.required
+        self.namespace = options.namespace
+        self._pending: deque = deque()  # (id, ttl, delta), applied locally, not yet in Redis
+        self._seq = self._flushed = 0  # increments enqueued / known to be in Redis (or buffered)
+        self._waiters: list = []
+        self.up = False
+        self.last_sync = 0.0  # time.time() of the last successful sync
+        self.refused = 0
+        self.duplicates = 0  # feedbacks whose puid another replica (or a retry) had already applied
+        self._task = None
+        self._closing = False
+
+    # --- start-up -----------------------------------------------------------------------
+
+    async def start(self, router, metrics=None, unit_id: str = "0") -> None:
+        import redis.asyncio as aioredis
+
+        self.router, self.metrics = router, metrics
+        own = getattr(router, "inner", router)
+        for hook in ("stats", "set_stats", "share_updates"):
+            if not callable(getattr(own, hook, None)):
+                raise ConfigError(f"--state redis: {type(own).__name__} has no additive state to share "
+                                  f"(it defines no {hook}); serve it with --state memory or file:PATH")
+        reason = own.not_additive() if callable(getattr(own, "not_additive", None)) else None
+        if reason:
+            raise ConfigError(f"--state redis: cannot share this router's state: {reason}. "
+                              "Use --state file:PATH, or drop that parameter")
+        self.own = own
+        self.schema = {name: len(values) for name, values in own.stats().items()}
+        ns = self.namespace or default_namespace(unit_id)
+        # One hash tag: every key of a unit lives in one Redis Cluster slot (the script needs that).
+        prefix = f"seldon-router:{{{ns}}}"
+        self.keys = {"stats": f"{prefix}:stats", "meta": f"{prefix}:meta", "seen": f"{prefix}:seen:"}
+        self.identity = {"version": str(KEY_VERSION), "policy": getattr(own, "name", type(own).__name__),
+                         "arms": json.dumps(list(getattr(own, "branch_names", []))),
+                         "schema": json.dumps(self.schema, sort_keys=True)}
+        self._routes_base = [0.0] * self.schema.get("routes", 0)
+        self._loop, self._thread = asyncio.get_running_loop(), threading.get_ident()
+        self._wake = asyncio.Event()
+        self.client = aioredis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0,
+                                        health_check_interval=5)
+        self._apply = self.client.register_script(APPLY)
+        own.share_updates(self._on_update)
+        try:
+            await self._check_identity()
+            await self._sync()
+        except ConfigError:
+            raise
+        except Exception as exc:  # unreachable: ConnectionError, TimeoutError, OSError...
+            if self.options.fail_fast:
+                raise ConfigError(f"--state {self.url}: unreachable at start-up ({exc}); "
+                                  "without --state-fail-fast the router would start from local state") from None
+            self._down(exc)
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _check_identity(self) -> None:
+        """The namespace must hold this router's kind of state, or none yet."""
+        key = self.keys["meta"]
+        stored = {k.decode(): v.decode() for k, v in (await self.client.hgetall(key)).items()}
+        if not stored:
+            await self.client.hset(key, mapping=self.identity)
+            return
+        for field, mine in self.identity.items():
+            if stored.get(field) != mine:
+                raise ConfigError(
+                    f"--state {self.url}: namespace {self.keys['meta']} holds the state of another router "
+                    f"({field} {stored.get(field)!r}, this one has {mine!r}); give this unit its own "
+                    "--state-namespace, or delete the keys to start over")
+
+    # --- feedback ----------------------------------------------------------------------
+
+    def _on_update(self, delta: dict, puid) -> None:
+        """Called by the router under its lock after each update."""
+        ident, ttl = (f"p:{puid}", self.options.dedupe_ttl) if puid else (f"r:{uuid.uuid4().hex}", NO_PUID_TTL)
+        self._pending.append((ident, ttl, delta))
+        self._seq += 1
+        if threading.get_ident() == self._thread:
+            self._wake.set()
+        else:  # a router called from a thread (Seldon-style sync code): wake the loop safely
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def admit(self) -> None:
+        if len(self._pending) >= self.options.buffer:
+            self.refused += 1
+            if self.metrics is not None:
+                self.metrics.state_refused()
+            if self.refused == 1 or self.refused % 1000 == 0:
+                log.error("state store %s unreachable and %d feedbacks buffered (the bound): refusing feedback "
+                          "(%d so far) until it is back", self.url, len(self._pending), self.refused)
+            raise StoreUnavailable(f"state store unreachable and {len(self._pending)} feedbacks already buffered; "
+                                   "retry later")
+
+    async def committed(self) -> None:
+        """Wait until Redis has the feedbacks applied so far; at once while it is down
+        (they stay buffered and are flushed when it is back)."""
+        seq = self._seq
+        if not self.up or self._flushed >= seq:
+            return
+        future = self._loop.create_future()
+        self._waiters.append((seq, future))
+        self._wake.set()
+        await future
+
+    def _release(self, everyone: bool = False) -> None:
+        keep = []
+        for seq, future in self._waiters:
+            if everyone or seq <= self._flushed:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                keep.append((seq, future))
+        self._waiters = keep
+
+    # --- the sync loop -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = self.options.sync_interval
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), backoff)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                if not self.up:
+                    await self._check_identity()
+                await self._sync()
+                backoff = self.options.sync_interval
+            except ConfigError as exc:
+                log.error("%s", exc.message)
+                self._down(exc)
+                backoff = 5.0
+            except Exception as exc:
+                self._down(exc)
+                backoff = min(max(backoff * 2, 0.1), 1.0)
+
+    async def _sync(self) -> None:
+        """Send what Redis has not got (routes counted here too), read the sums back, and
+        make the local copy those sums plus what is still unsent."""
+        own = self.own
+        if self._routes_base:
+            unsent = {i: r - b for i, (r, b) in enumerate(zip(own.routes, self._routes_base)) if r != b}
+            if unsent:
+                self._routes_base = [float(r) for r in own.routes]
+                self._pending.append((f"r:{uuid.uuid4().hex}", NO_PUID_TTL, {"routes": unsent}))
+                self._seq += 1
+        batch = [self._pending[i] for i in range(min(len(self._pending), MAX_BATCH))]
+        seq = self._seq - len(self._pending) + len(batch)
+        started = time.perf_counter()
+        pipe = self.client.pipeline(transaction=False)
+        if batch:
+            args = []
+            for ident, ttl, delta in batch:
+                fields = [(f"{name}.{i}", repr(float(v))) for name, changes in delta.items() for i, v in changes.items()]
+                args += [ident, ttl, len(fields)]
+                for field in fields:
+                    args += field
+            await self._apply(keys=[self.keys["stats"], self.keys["seen"]], args=args, client=pipe)
+        pipe.hgetall(self.keys["stats"])
+        results = await pipe.execute()
+        for _ in batch:
+            self._pending.popleft()
+        self._flushed = max(self._flushed, seq)
+        totals = {name: [0.0] * n for name, n in self.schema.items()}
+        for field, value in results[-1].items():
+            name, _, index = field.decode().rpartition(".")
+            if name == "duplicates":
+                self.duplicates = int(float(value))
+            elif name in totals and index.isdigit() and int(index) < len(totals[name]):
+                totals[name][int(index)] = float(value)
+        routes_since = {}
+
+        def unsent():  # under the router's lock: increments Redis has not seen yet
+            out = [delta for _, _, delta in self._pending]
+            if self._routes_base:  # routes counted since this sync began stay counted
+                routes_since.update({i: r - b for i, (r, b) in enumerate(zip(own.routes, self._routes_base))
+                                     if r != b})
+                out.append({"routes": routes_since})
+            return out
+
+        own.set_stats(totals, unsent)
+        if self._routes_base:
+            self._routes_base = [float(r) - routes_since.get(i, 0.0) for i, r in enumerate(own.routes)]
+        if not self.up:
+            log.info("state store %s reachable: %d buffered feedbacks flushed", self.url, len(batch))
+        self.up = True
+        self.last_sync = time.time()
+        self._release()
+        if self.metrics is not None:
+            self.metrics.state_synced(time.perf_counter() - started, len(self._pending), True)
+        if self._pending or self._waiters:
+            self._wake.set()  # more to send (a batch was full): go again at once
+
+    def _down(self, exc) -> None:
+        if self.up or self.last_sync == 0.0:
+            log.warning("state store %s unreachable (%s: %s): routing from the local copy, buffering feedback "
+                        "(up to %d)", self.url, type(exc).__name__, exc, self.options.buffer)
+            self.last_sync = self.last_sync or -1.0
+        self.up = False
+        self._release(everyone=True)  # acknowledged as buffered
+        if self.metrics is not None:
+            self.metrics.state_synced(None, len(self._pending), False)
+
+    # --- introspection and shutdown ----------------------------------------------------
+
+    def healthy(self) -> bool:
+        return self.up
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "up": self.up, "namespace": self.keys["stats"] if hasattr(self, "keys") else None,
+                "buffered": len(self._pending), "refused": self.refused, "duplicates": self.duplicates,
+                "last_sync": self.last_sync if self.last_sync > 0 else None,
+                "sync_interval": self.options.sync_interval}
+
+    async def stop(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        for _ in range(3):  # a last flush of what is buffered
+            if not self._pending and not any(r != b for r, b in zip(self.own.routes, self._routes_base)):
+                break
+            try:
+                await self._sync()
+            except Exception as exc:
+                log.error("state store %s unreachable at shutdown: %d feedbacks not flushed are lost (%s)",
+                          self.url, len(self._pending), exc)
+                break
+        self._release(everyone=True)
+        await self.client.aclose()
