@@ -284,9 +284,9 @@ def _wrk_time_ms(text: str) -> float:
     return float(m.group(1)) * _UNITS_MS[m.group(2)]
 
 
-def run_wrk(port: int, seconds: float, conns: int, lua: Path) -> dict:
+def run_wrk(port: int, seconds: float, conns: int, lua: Path, path: str = "/route") -> dict:
     argv = ["wrk", "-t1", f"-c{conns}", f"-d{int(round(seconds))}s", "--latency",
-            "-s", str(lua), f"http://127.0.0.1:{port}/route"]
+            "-s", str(lua), f"http://127.0.0.1:{port}{path}"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     text = out.stdout + out.stderr
     if out.returncode != 0:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from seldon_routers import params, registry
+from seldon_routers.state import open_store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CRD = os.path.join(ROOT, "..", "shared", "seldon", "seldondeployments.machinelearning.seldon.io.crd.yaml")
@@ -51,3 +52,7 @@ def test_example_is_a_valid_seldondeployment(path, schema):
             cls = registry.resolve(env.get("ROUTER", "ab-test"))
             router = params.build(cls, params.from_seldon_json(json.dumps(unit.get("parameters", []))))
             assert router.n_children in (None, len(unit.get("children", [])))
+            store = open_store(env.get("SELDON_ROUTER_STATE", "memory"))
+            if predictor.get("replicas", 1) > 1 or int(env.get("SELDON_ROUTER_WORKERS", 1)) > 1:
+                assert store.shared, "replicas or workers of a learning router need a shared store"
+                assert not getattr(router, "not_additive", lambda: None)()
