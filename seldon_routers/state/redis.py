@@ -53,6 +53,18 @@ return applied
 """
 
 
+# KEYS[1]: meta, KEYS[2]: stats. ARGV: number of meta fields, then meta pairs, then stats
+# pairs. Claims an empty namespace, adding the seed to any sums already there (increments
+# applied since it was emptied); returns 0 if it holds state already.
+SEED = """
+local n = tonumber(ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for i = 2, 2 * n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 2 * n + 2, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[2], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+
 def default_namespace(unit_id: str) -> str:
     """Seldon's identity of a unit: deployment, predictor, unit (as its executor sets them)."""
     return ":".join((os.environ.get("SELDON_DEPLOYMENT_ID", "default"), os.environ.get("PREDICTOR_ID", "default"),
@@ -113,6 +125,8 @@ class RedisStore(Store):
         self.client = aioredis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0,
                                         health_check_interval=5)
         self._apply = self.client.register_script(APPLY)
+        self._seed = self.client.register_script(SEED)
+        self._last_totals: dict = {}  # Redis' sums as last read
         own.share_updates(self._on_update)
         try:
             await self._check_identity()
@@ -127,12 +141,22 @@ class RedisStore(Store):
         self._task = asyncio.ensure_future(self._run())
 
     async def _check_identity(self) -> None:
-        """The namespace must hold this router's kind of state, or none yet."""
+        """The namespace must hold this router's kind of state, or none yet. An empty one
+        is claimed; if it was emptied while this process synced with it (Redis restarted
+        without persistence), the first replica back seeds it with the sums it last read,
+        so what the deployment learned is not lost with Redis' memory."""
         key = self.keys["meta"]
         stored = {k.decode(): v.decode() for k, v in (await self.client.hgetall(key)).items()}
         if not stored:
-            await self.client.hset(key, mapping=self.identity)
-            return
+            args = [len(self.identity)] + [x for pair in self.identity.items() for x in pair]
+            args += [x for name, values in self._last_totals.items() for i, v in enumerate(values) if v
+                     for x in (f"{name}.{i}", repr(float(v)))]
+            if await self._seed(keys=[key, self.keys["stats"]], args=args):
+                if any(any(v) for v in self._last_totals.values()):
+                    log.warning("state store %s had lost this unit's state (restarted without persistence?); "
+                                "seeded it again from the sums last read here", self.url)
+                return
+            stored = {k.decode(): v.decode() for k, v in (await self.client.hgetall(key)).items()}
         for field, mine in self.identity.items():
             if stored.get(field) != mine:
                 raise ConfigError(
@@ -221,6 +245,7 @@ class RedisStore(Store):
         seq = self._seq - len(self._pending) + len(batch)
         started = time.perf_counter()
         pipe = self.client.pipeline(transaction=False)
+        pipe.exists(self.keys["meta"])
         if batch:
             args = []
             for ident, ttl, delta in batch:
@@ -234,6 +259,10 @@ class RedisStore(Store):
         for _ in batch:
             self._pending.popleft()
         self._flushed = max(self._flushed, seq)
+        if not results[0]:  # the namespace was emptied under us: claim it (and seed it) first
+            await self._check_identity()
+            self._wake.set()  # read the sums again at once
+            return
         totals = {name: [0.0] * n for name, n in self.schema.items()}
         for field, value in results[-1].items():
             name, _, index = field.decode().rpartition(".")
@@ -252,6 +281,7 @@ class RedisStore(Store):
             return out
 
         own.set_stats(totals, unsent)
+        self._last_totals = totals
         if self._routes_base:
             self._routes_base = [float(r) - routes_since.get(i, 0.0) for i, r in enumerate(own.routes)]
         if not self.up:
