@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="how long SIGTERM waits for in-flight calls")
     s.add_argument("--log-level", default=os.environ.get("SELDON_LOG_LEVEL", "info").lower(),
                    choices=["debug", "info", "warning", "error"])
+    s.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes sharing the ports and one state; N > 1 needs --state redis://... "
+                        "(default: $SELDON_ROUTER_WORKERS or 1)")
+    # Set by the supervisor on the workers it starts (server/workers.py), not by users.
+    s.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    s.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     st = s.add_argument_group("state (docs/state.md)")
     st.add_argument("--state", default=None, metavar="STORE",
                     help="memory (default), file:PATH or redis://host:port/db (default: $SELDON_ROUTER_STATE)")
@@ -123,15 +129,43 @@ def _router_params(args) -> dict:
     return merged
 
 
-def serve(args) -> None:
+def _workers(args) -> int:
+    if args.worker_index is not None:  # a worker itself
+        return 1
+    if args.workers is not None:
+        workers, source = args.workers, "--workers"
+    else:
+        value = os.environ.get("SELDON_ROUTER_WORKERS", "") or "1"
+        try:
+            workers, source = int(value), "--workers ($SELDON_ROUTER_WORKERS)"
+        except ValueError:
+            raise ConfigError(f"--workers ($SELDON_ROUTER_WORKERS): expected an integer, got {value!r}") from None
+    if workers < 1:
+        raise ConfigError(f"{source}: must be >= 1, got {workers}")
+    return workers
+
+
+# Why a store that is not shared cannot serve several workers.
+_UNSHARED = {
+    "memory": "with --state memory each worker would learn its own separate state",
+    "file": "with --state file:PATH the workers would overwrite each other's snapshots",
+}
+
+
+def serve(args) -> int:
     try:  # the server stack loads only when serving
         from .server.app import Settings, run
         from .server.dataplane import DataPlane
     except ImportError as exc:
         raise ConfigError(f"serving needs the server extra ({exc}): pip install 'seldon-routers[server]'") from None
 
-    cls = registry.resolve(args.router)
-    router = params.build(cls, _router_params(args))
+    workers = _workers(args)
+    if workers > 1:  # checked first: the supervisor builds no router, its workers do
+        store = _store(args)
+        if not store.shared:
+            why = _UNSHARED.get(store.kind, f"--state {store.kind} keeps a state per process")
+            raise ConfigError(f"--workers {workers}: {why}; use --state redis://host:port/db to share one "
+                              "state across workers (or --workers 1)")
     settings = Settings(
         host=args.host,
         http_port=args.http_port if args.http_port is not None else _env_int("PREDICTIVE_UNIT_HTTP_SERVICE_PORT", 9000),
@@ -148,11 +182,24 @@ def serve(args) -> None:
         settings.max_body_size = args.max_body_size
     if args.max_in_flight < 0:
         raise ConfigError("--max-in-flight: must be >= 0")
+    if workers > 1:
+        from .server.workers import supervise
+
+        return supervise(args.argv, settings, workers)
+    cls = registry.resolve(args.router)
+    router = params.build(cls, _router_params(args))
     unit_id = args.unit_id or os.environ.get("PREDICTIVE_UNIT_ID", "0")
     store = _store(args)
     # A Router's own `name` wins (as under create_app); else the built-in name or import path.
     name = (router.name if registry.is_router(cls) else "") or registry.builtin_name(cls)
-    run(DataPlane(router, unit_id, name, args.max_in_flight, store=store), settings)
+    link = None
+    if args.worker_index is not None:  # started by a supervisor (server/workers.py)
+        from .server.workers import WorkerLink
+
+        settings.reuse_port, settings.serve_metrics = True, False
+        link = WorkerLink(args.worker_index, args.ready_fd)
+    run(DataPlane(router, unit_id, name, args.max_in_flight, store=store), settings, link)
+    return 0
 
 
 def _store(args):
@@ -183,16 +230,22 @@ def simulate(args) -> int:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.argv = argv  # what a supervisor runs again for each worker
     logging.basicConfig(level=getattr(args, "log_level", "info").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if getattr(args, "worker_index", None) is not None:
+        from .server.workers import log_as_worker
+
+        log_as_worker(args.worker_index)
     try:
         if args.command == "list":
             list_builtins()
         elif args.command == "simulate":
             return simulate(args)
         else:
-            serve(args)
+            return serve(args)
     except ConfigError as exc:
         print(f"seldon-router: error: {exc.message}", file=sys.stderr)
         return 2

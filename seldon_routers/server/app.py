@@ -1,5 +1,9 @@
 """One process, one router: REST (uvicorn), gRPC (grpc.aio) and metrics in one event
-loop. SIGTERM/SIGINT: not ready at once, stop accepting, drain in-flight calls, exit 0."""
+loop. SIGTERM/SIGINT: not ready at once, stop accepting, drain in-flight calls, exit 0.
+
+With `--workers N` (server/workers.py) each worker runs this with `reuse_port` (the
+kernel balances connections across the workers' listeners) and without the metrics port,
+which the supervisor serves for all of them."""
 
 from __future__ import annotations
 
@@ -7,12 +11,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from dataclasses import dataclass
 
 import uvicorn
 from prometheus_client import make_asgi_app
 
-from . import grpc as grpc_transport
+from ..errors import ConfigError
 from .dataplane import DataPlane
 from .rest import DEFAULT_MAX_BODY, RestApp
 
@@ -29,6 +34,28 @@ class Settings:
     max_body_size: int = DEFAULT_MAX_BODY
     graceful_timeout: float = 25.0  # under Kubernetes' default 30 s termination grace
     log_level: str = "info"
+    reuse_port: bool = False  # a worker: share the REST and gRPC ports with the other workers
+    serve_metrics: bool = True  # a worker: no, the supervisor serves every worker's metrics
+
+
+def listen_socket(host: str, port: int, flag: str, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to host:port (not yet listening); a port that cannot be bound is a
+    ConfigError naming the flag. Without reuse_port, binding fails while anyone listens there."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host: cannot resolve {host!r} ({exc})") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn and gRPC do
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"{flag}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    return sock
 
 
 class _Server(uvicorn.Server):
@@ -47,8 +74,9 @@ def _uvicorn(app, host: str, port: int, settings: Settings) -> _Server:
     return _Server(config)
 
 
-def _metrics_app(dp: DataPlane, path: str):
-    inner = make_asgi_app(dp.metrics.registry)
+def metrics_app(registry, path: str):
+    """Prometheus' exposition of `registry` at `path` (404 elsewhere)."""
+    inner = make_asgi_app(registry)
 
     async def app(scope, receive, send):
         if scope["type"] == "http" and scope["path"] != path:
@@ -60,10 +88,34 @@ def _metrics_app(dp: DataPlane, path: str):
     return app
 
 
-async def serve(dp: DataPlane, settings: Settings) -> None:
-    rest = _uvicorn(RestApp(dp, settings.max_body_size), settings.host, settings.http_port, settings)
-    metrics = _uvicorn(_metrics_app(dp, settings.metrics_path), settings.host, settings.metrics_port, settings)
-    grpc_server, health = await grpc_transport.start(dp, settings.host, settings.grpc_port, settings.max_body_size)
+async def serve(dp: DataPlane, settings: Settings, link=None) -> None:
+    """Serves until SIGTERM/SIGINT. `link` (a worker's workers.WorkerLink) is told when the
+    worker is ready, and stops it if its supervisor goes away."""
+    from . import grpc as grpc_transport  # loaded here: a supervisor never loads grpc
+
+    # One process loads after its listeners are up, so /live answers while a model loads. A
+    # worker loads first, then joins the shared ports: a worker still loading (a restarted
+    # one) never takes connections, with 503s, that a loaded worker could serve.
+    load_first = settings.reuse_port
+    if load_first:
+        await dp.start()
+    sockets = []
+    try:
+        sockets.append(listen_socket(settings.host, settings.http_port, "--http-port", settings.reuse_port))
+        if settings.serve_metrics:
+            sockets.append(listen_socket(settings.host, settings.metrics_port, "--metrics-port"))
+        grpc_server, health = await grpc_transport.start(dp, settings.host, settings.grpc_port,
+                                                         settings.max_body_size, settings.reuse_port)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        if load_first:
+            await dp.store.stop()
+        raise
+    servers = [_uvicorn(RestApp(dp, settings.max_body_size), settings.host, settings.http_port, settings)]
+    if settings.serve_metrics:
+        servers.append(_uvicorn(metrics_app(dp.metrics.registry, settings.metrics_path), settings.host,
+                                settings.metrics_port, settings))
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -74,42 +126,59 @@ async def serve(dp: DataPlane, settings: Settings) -> None:
         log.info("shutting down: draining in-flight calls (up to %ss)", settings.graceful_timeout)
         dp.ready = False
         await grpc_transport.set_serving(health, False)
-        rest.should_exit = metrics.should_exit = True
+        for server in servers:
+            server.should_exit = True
         await grpc_server.stop(settings.graceful_timeout)
 
-    tasks = [asyncio.ensure_future(t) for t in (rest.serve(), metrics.serve(), shutdown())]
+    tasks = [asyncio.ensure_future(t) for t in
+             [server.serve(sockets=[sock]) for server, sock in zip(servers, sockets)] + [shutdown()]]
     await asyncio.sleep(0)
-    # Load after the listeners are up, so /live answers while a model loads.
     try:
-        await dp.start()
+        if not load_first:
+            await dp.start()
     except BaseException:  # e.g. a snapshot that cannot be restored: stop the listeners, then say why
-        rest.should_exit = metrics.should_exit = True
+        for server in servers:
+            server.should_exit = True
         await grpc_server.stop(0)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
     await grpc_transport.set_serving(health, True)
-    log.info("router %s (unit %s) ready: REST :%d, gRPC :%d, metrics :%d%s", dp.name, dp.unit_id,
-             settings.http_port, settings.grpc_port, settings.metrics_port, settings.metrics_path)
+    metrics_at = (f"metrics :{settings.metrics_port}{settings.metrics_path}" if settings.serve_metrics
+                  else "metrics from the supervisor")
+    log.info("router %s (unit %s) ready: REST :%d, gRPC :%d, %s", dp.name, dp.unit_id,
+             settings.http_port, settings.grpc_port, metrics_at)
+    orphaned = None
+    if link is not None:
+        link.ready()
+
+        async def supervisor_gone():
+            await link.orphaned()
+            log.warning("the supervisor is gone: shutting down")
+            stopping.set()
+
+        orphaned = asyncio.ensure_future(supervisor_gone())
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    if not stopping.is_set():  # a listener died (e.g. port in use): stop the rest too
+    if not stopping.is_set():  # a listener died: stop the rest too
         stopping.set()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if orphaned is not None:
+        orphaned.cancel()
     await dp.store.stop()  # after the last call drained: the final snapshot or flush has it
     for task in done:
         if task.exception():
             raise task.exception()
-    if not rest.started or not metrics.started:
+    if not all(server.started for server in servers):
         raise SystemExit(f"could not listen on {settings.host}:{settings.http_port}/{settings.metrics_port}")
 
 
-def run(dp: DataPlane, settings: Settings) -> None:
+def run(dp: DataPlane, settings: Settings, link=None) -> None:
     try:
         import uvloop
     except ImportError:  # optional: plain asyncio works, just slower
         uvloop = None
     if uvloop is not None:
-        uvloop.run(serve(dp, settings))
+        uvloop.run(serve(dp, settings, link))
     else:
-        asyncio.run(serve(dp, settings))
+        asyncio.run(serve(dp, settings, link))

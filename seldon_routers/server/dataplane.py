@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import logging
 import numbers
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -230,7 +231,7 @@ class DataPlane:
 
     def state_json(self) -> bytes:
         return replies.dumps({"router": self.name, "unit": self.unit_id, "state": self.router.state(),
-                              "store": self.store.describe()})
+                              "store": self.store.describe(), "pid": os.getpid()})  # pid: which worker answered
 
     def metadata(self) -> dict:
         init = _hook(self.router, "init_metadata")

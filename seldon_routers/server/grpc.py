@@ -43,11 +43,13 @@ def handlers(dp: DataPlane) -> list:
     return [grpc.method_handlers_generic_handler(name, methods) for name, methods in services.items()]
 
 
-async def start(dp: DataPlane, host: str, port: int, max_message: int):
-    """Starts the gRPC server; returns (server, health servicer)."""
+async def start(dp: DataPlane, host: str, port: int, max_message: int, reuse_port: bool = False):
+    """Starts the gRPC server; returns (server, health servicer). Without reuse_port (one
+    process) a port in use is an error; with it (workers) the kernel balances connections
+    across the workers listening on the port."""
     # The limit bounds requests only, as over REST: a reply (say, with large tags) may exceed it.
     options = [("grpc.max_receive_message_length", max_message),
-               ("grpc.so_reuseport", 0)]
+               ("grpc.so_reuseport", 1 if reuse_port else 0)]
     server = grpc.aio.server(options=options)
     server.add_generic_rpc_handlers(handlers(dp))
     health_servicer = health.aio.HealthServicer()

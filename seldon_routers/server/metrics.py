@@ -1,4 +1,9 @@
-"""Prometheus metrics for one router unit, in a registry of its own (no global state)."""
+"""Prometheus metrics for one router unit, in a registry of its own (no global state).
+
+Under `--workers N` each worker runs in prometheus_client's multiprocess mode
+($PROMETHEUS_MULTIPROC_DIR, set by the supervisor): the values live in files there and
+the supervisor serves them all, counters and histograms summed. A gauge says how it
+combines across the live workers (its multiprocess_mode, ignored in one process)."""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from ..errors import RouterFailed
 
 _CUSTOM_KINDS = {"COUNTER", "GAUGE", "TIMER"}
+# Workers: a router's own gauge shows the value last set by any live worker (prometheus_client
+# >= 0.18; older ones show each worker's value, labelled by pid).
+_LAST_SET = "livemostrecent" if "livemostrecent" in getattr(Gauge, "_MULTIPROC_MODES", ()) else "liveall"
 
 
 class Metrics:
@@ -23,9 +31,11 @@ class Metrics:
         self._seconds = Histogram("seldon_router_request_seconds", "Time in the dataplane per call.",
                                   ["endpoint", "transport"], registry=r,
                                   buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.025, 0.1, 1))
-        self._store_up = Gauge("seldon_router_state_store_up", "1 while the state store is reachable.", registry=r)
+        # Workers: 0 if any worker cannot reach the store; the feedbacks buffered by all of them.
+        self._store_up = Gauge("seldon_router_state_store_up", "1 while the state store is reachable.", registry=r,
+                               multiprocess_mode="livemin")
         self._buffered = Gauge("seldon_router_state_buffered", "Feedbacks applied here, not yet in the state store.",
-                               registry=r)
+                               registry=r, multiprocess_mode="livesum")
         self._refused = Counter("seldon_router_state_refused", "Feedbacks refused: store unreachable, buffer full.",
                                 registry=r)
         self._sync = Histogram("seldon_router_state_sync_seconds", "One sync with the state store.", registry=r,
@@ -84,7 +94,8 @@ class Metrics:
             metric = metric and metric[1]
             if metric is None:
                 kind = {"COUNTER": Counter, "GAUGE": Gauge, "TIMER": Histogram}[m["type"]]
-                metric = kind(name, f"Custom metric {m['key']} from the router.", registry=self.registry)
+                extra = {"multiprocess_mode": _LAST_SET} if kind is Gauge else {}
+                metric = kind(name, f"Custom metric {m['key']} from the router.", registry=self.registry, **extra)
                 self._custom[name] = (m["type"], metric)
             if m["type"] == "COUNTER":
                 metric.inc(m["value"])
