@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import os
+import threading
 import time
 
 from ..errors import ConfigError
@@ -35,6 +36,10 @@ class FileStore(Store):
         self._written = b""
         self._task = None
         self.snapshots = 0
+        # One writer at a time: stop() cancels the periodic task, but a snapshot it has
+        # started goes on in its thread, and two writers shared PATH.tmp-PID (one renamed
+        # the other's file away: "cannot write the snapshot" at shutdown).
+        self._writing = threading.Lock()
 
     async def start(self, router, metrics=None, unit_id: str = "0") -> None:
         self.router = router
@@ -60,7 +65,10 @@ class FileStore(Store):
             if not self.options.discard_bad:
                 raise ConfigError(f"--state file:{self.path}: cannot restore this snapshot ({reason}). Fix or "
                                   "remove it, or pass --state-discard-bad to keep it aside and start fresh") from None
-            aside = f"{self.path}.bad-{time.strftime('%Y%m%dT%H%M%S')}"
+            aside = base = f"{self.path}.bad-{time.strftime('%Y%m%dT%H%M%S')}"
+            n = 1
+            while os.path.exists(aside):  # a second bad file within the second: never over the first
+                aside, n = f"{base}-{n}", n + 1
             os.replace(self.path, aside)
             log.warning("state snapshot %s cannot be restored (%s); kept aside as %s, starting fresh",
                         self.path, reason, aside)
@@ -69,7 +77,14 @@ class FileStore(Store):
 
     def snapshot(self) -> bool:
         """Write the state if it changed since the last write; True when it wrote."""
-        data = json.dumps(self.router.state(), separators=(",", ":"), allow_nan=False).encode()
+        with self._writing:
+            return self._snapshot()
+
+    def _snapshot(self) -> bool:
+        try:
+            data = json.dumps(self.router.state(), separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:  # a router's state that JSON cannot hold: say so, by name
+            raise ConfigError(f"--state file:{self.path}: the router's state is not JSON ({exc})") from None
         if data == self._written:
             return False
         tmp = f"{self.path}.tmp-{os.getpid()}"
@@ -99,6 +114,9 @@ class FileStore(Store):
                 await asyncio.to_thread(self.snapshot)
             except ConfigError as exc:  # a full disk: keep serving, say so, try again
                 log.error("%s", exc.message)
+            except Exception:  # anything else too: an exception here ended the task, and every later snapshot
+                log.exception("state snapshot to %s failed; trying again in %ss", self.path,
+                              self.options.snapshot_interval)
 
     def describe(self) -> dict:
         return {"kind": self.kind, "path": self.path, "snapshot_interval": self.options.snapshot_interval,

@@ -273,9 +273,11 @@ class Bandit(Router):
         for name, values in stats.items():
             if name not in mine:
                 raise ConfigError(f"state: {self.name} keeps no statistic {name!r}")
-            if len(values) != len(mine[name]) or not all(isinstance(v, (int, float)) and math.isfinite(v)
-                                                         for v in values):
-                raise ConfigError(f"state.{name}: expected {len(mine[name])} finite numbers")
+            # A list first: a number or a string in a snapshot was a TypeError (a traceback at
+            # start-up, not a refusal naming the field); bool is no count either.
+            if not isinstance(values, list) or len(values) != len(mine[name]) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+                raise ConfigError(f"state.{name}: expected a list of {len(mine[name])} finite numbers")
         with self.lock:
             merged = {**mine, **{name: list(values) for name, values in stats.items()}}
             for delta in pending() if pending else ():
@@ -303,20 +305,32 @@ class Bandit(Router):
         self._on_update = callback
         self._plain = False
 
-    def load_state(self, state: dict) -> None:
-        """Restore from what `state()` returned (a snapshot); refuses another router's."""
+    def check_state(self, state: dict) -> None:
+        """Refuse (ConfigError naming the field) a snapshot that is not this router's."""
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             version = state.get("version") if isinstance(state, dict) else None
             raise ConfigError(f"state.version: {version!r}; this version of {self.name} reads version {STATE_VERSION}")
-        if state.get("policy") != self.name or state.get("arms") != list(self.branch_names):
-            raise ConfigError(f"state: it is the state of {state.get('policy')!r} with arms {state.get('arms')!r}, "
-                              f"not of {self.name!r} with arms {list(self.branch_names)!r}")
+        # One field per message: "state: it is the state of ..." named neither policy nor arms.
+        if state.get("policy") != self.name:
+            raise ConfigError(f"state.policy: {state.get('policy')!r}, this router is {self.name!r}")
+        if state.get("arms") != list(self.branch_names):
+            raise ConfigError(f"state.arms: {state.get('arms')!r}, this router has {list(self.branch_names)!r}")
+
+    def load_state(self, state: dict) -> None:
+        """Restore from what `state()` returned (a snapshot); refuses another router's."""
+        self.check_state(state)
         names = self.stats()
         missing = [n for n in names if n not in state]
         if missing:
             raise ConfigError(f"state.{missing[0]}: missing")
+        # Checked before set_stats changes anything: int("x") or int(inf) after it left the
+        # statistics restored and raised ValueError/OverflowError instead of refusing.
+        duplicates = state.get("duplicates", 0)
+        if isinstance(duplicates, bool) or not isinstance(duplicates, (int, float)) \
+                or not (math.isfinite(duplicates) and duplicates >= 0):
+            raise ConfigError(f"state.duplicates: expected a count, got {duplicates!r}")
         self.set_stats({n: state[n] for n in names})
-        self.duplicates = int(state.get("duplicates", 0))
+        self.duplicates = int(duplicates)
 
     def mean(self, arm: int) -> float:
         """Observed mean reward of an arm (0 before any feedback)."""

@@ -97,9 +97,22 @@ class LinUCB(Bandit):
         self.xx[arm] += context.T @ context
 
     def load_state(self, state: dict) -> None:
-        width = state.get("n_features") if isinstance(state, dict) else None
-        if self.n_features is None and isinstance(width, int) and width >= 1:
-            self._init_model(width)  # the width the snapshot was learned with
+        self.check_state(state)
+        width = state.get("n_features")
+        if self.n_features is None:
+            if width is None:  # a snapshot taken before the first request: nothing learned yet
+                return  # (it was refused: stats() needs a width, so a restart before any request failed)
+            if isinstance(width, int) and not isinstance(width, bool) and width >= 1:
+                self._init_model(width)  # the width the snapshot was learned with
+                try:
+                    super().load_state(state)
+                except ConfigError:  # refused: the width is not fixed by it either
+                    self.n_features = None
+                    del self.a_inv, self.xx, self.b, self.theta
+                    raise
+                return
+        if width != self.n_features:  # said so, rather than "state.xx: expected ... numbers"
+            raise ConfigError(f"state.n_features: {width!r}, this router has {self.n_features!r}")
         super().load_state(state)
 
     def _fixed_width(self) -> int:

@@ -200,6 +200,14 @@ class ThompsonSampling(Bandit):
             out["squares"] = {arm: (successes / trials) ** 2 * trials if trials else 0.0}
         return out
 
+    def check_state(self, state: dict) -> None:
+        super().check_state(state)
+        # A Gaussian sampler's sums (any real rewards) are no Beta posterior: a Bernoulli one
+        # took them, as they hold every statistic it keeps, and routed from invalid Betas.
+        if state.get("reward_model", "bernoulli") != self.reward_model:
+            raise ConfigError(f"state.reward_model: {state.get('reward_model')!r}, this router's is "
+                              f"{self.reward_model!r}")
+
     def _extra_state(self) -> dict:
         out = {"reward_model": self.reward_model, "propensity": list(self._propensity)}
         if self.reward_model == "bernoulli":

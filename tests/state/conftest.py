@@ -1,0 +1,133 @@
+"""Helpers for the state-store tests: real `seldon-router serve` processes, and a real
+redis-server of the test's own on a free port (never a shared one on 6379), which a test
+can stop and start again on the same port.
+
+Without `redis-server` on PATH the redis tests skip, saying why; with
+SELDON_ROUTERS_REQUIRE_REDIS=1 (CI) they fail instead."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+for p in (HERE, HERE.parent):  # state_cases (here) and servers (tests/)
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+import servers  # noqa: E402
+
+
+def need_redis():
+    """redis-server and the redis client, or skip (fail under SELDON_ROUTERS_REQUIRE_REDIS=1)."""
+    missing = []
+    if shutil.which("redis-server") is None:
+        missing.append("redis-server is not on PATH (scripts/install_redis.sh installs it)")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        missing.append("the redis client is not installed (pip install -e '.[test]')")
+    if missing:
+        reason = "; ".join(missing)
+        if os.environ.get("SELDON_ROUTERS_REQUIRE_REDIS") == "1":
+            pytest.fail(f"SELDON_ROUTERS_REQUIRE_REDIS=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+class RedisServer:
+    """One redis-server on 127.0.0.1:port. `persist`: append-only file in `directory`, so
+    a stop and start keeps the data (as a production Redis with AOF would); else it keeps
+    nothing on disk and starts empty each time."""
+
+    def __init__(self, port: int, directory: Path, persist: bool = False):
+        self.port, self.directory, self.persist = port, directory, persist
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10) -> "RedisServer":
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "yes" if self.persist else "no", "--dir", str(self.directory)]
+        if self.persist:
+            cmd += ["--appendfsync", "always"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.client().ping():
+                    return self
+            except Exception:  # noqa: BLE001  not listening (or loading its file) yet
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server on port {self.port} exited with {self.proc.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"redis-server on port {self.port} not up after {timeout}s")
+            time.sleep(0.02)
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        """SIGTERM: Redis' own clean shutdown (with `persist`, the append-only file is complete)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def client(self, timeout: float = 2):
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+    def stall(self, seconds: float) -> threading.Thread:
+        """Keep Redis busy (a script spinning) for `seconds`: every other client's command
+        waits meanwhile. Returns once it has begun; join the thread to see it end."""
+        spin = "local t0 = redis.call('TIME') repeat local t = redis.call('TIME') " \
+               "until (t[1] - t0[1]) + (t[2] - t0[2]) / 1e6 >= tonumber(ARGV[1]) return 1"
+        thread = threading.Thread(target=lambda: self.client(timeout=seconds + 10).eval(spin, 0, seconds))
+        thread.start()
+        # A bare socket: the client retries a command that timed out, which would hide the stall.
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as probe:
+            while thread.is_alive():
+                probe.sendall(b"PING\r\n")
+                if not select.select([probe], [], [], 0.05)[0]:
+                    return thread  # no answer: spinning
+                assert probe.recv(64) == b"+PONG\r\n"
+                time.sleep(0.005)
+        raise RuntimeError("the stall ended before it was seen")
+
+
+@pytest.fixture
+def redis_factory(tmp_path):
+    """make(persist=False, start=True): a RedisServer on a free port of its own."""
+    need_redis()
+    made = []
+
+    def make(persist: bool = False, start: bool = True) -> RedisServer:
+        directory = tmp_path / f"redis-{len(made)}"
+        directory.mkdir()
+        server = RedisServer(servers.free_port(), directory, persist)
+        made.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in made:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_factory) -> RedisServer:
+    return redis_factory()
