@@ -141,7 +141,7 @@ def _custom(value, field: str) -> CustomData:
 
     try:
         packed = json_format.ParseDict(_obj(value, field), any_pb2.Any())
-    except (json_format.ParseError, TypeError, KeyError) as exc:
+    except (json_format.ParseError, TypeError, KeyError, AttributeError) as exc:  # {"@type": null}: AttributeError
         raise BadRequest(f"{field}: cannot unpack Any: {exc}") from None
     return CustomData(packed.type_url, packed.value)
 

@@ -5,6 +5,7 @@ snapshot is the same JSON that GET /state shows."""
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
 import logging
 import os
@@ -49,6 +50,8 @@ class FileStore(Store):
                               "load_state); serve it with --state memory")
         if os.path.exists(self.path):
             self._restore(own)
+        for stale in glob.glob(glob.escape(self.path) + ".tmp-*"):  # a write cut short by a SIGKILL
+            os.unlink(stale)
         directory = os.path.dirname(self.path)
         if not os.path.isdir(directory):
             raise ConfigError(f"--state file:{self.path}: directory {directory} does not exist")

@@ -267,3 +267,16 @@ def test_a_failed_periodic_snapshot_does_not_stop_the_next_ones(tmp_path):
 
     assert asyncio.run(run()) >= 1 and Flaky.fail == 0
     assert read(path)["pulls"] == [0.0, 1.0]
+
+
+def test_a_temp_file_left_by_a_killed_write_is_removed_at_start_up(tmp_path):
+    path = tmp_path / "state.json"
+    (tmp_path / "state.json.tmp-12345").write_bytes(b'{"version": 1, "poli')  # SIGKILL mid-write
+
+    async def run() -> None:
+        store = _store(path)
+        await store.start(UCB1(n_branches=2))
+        await store.stop()
+
+    asyncio.run(run())
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]

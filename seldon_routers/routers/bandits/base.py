@@ -329,6 +329,14 @@ class Bandit(Router):
         if isinstance(duplicates, bool) or not isinstance(duplicates, (int, float)) \
                 or not (math.isfinite(duplicates) and duplicates >= 0):
             raise ConfigError(f"state.duplicates: expected a count, got {duplicates!r}")
+        for name in ("pulls", "routes"):  # counts: a hand-edited negative one would break routing later
+            if isinstance(state[name], list) and any(isinstance(v, (int, float)) and v < 0 for v in state[name]):
+                raise ConfigError(f"state.{name}: counts cannot be negative")
+        if self.reward_range == (0.0, 1.0) and isinstance(state["successes"], list) \
+                and isinstance(state["pulls"], list) and any(
+                isinstance(s, (int, float)) and isinstance(n, (int, float)) and not -1e-9 <= s <= n * (1 + 1e-9) + 1e-9
+                for s, n in zip(state["successes"], state["pulls"])):
+            raise ConfigError("state.successes: must be within [0, pulls] for rewards in [0, 1]")
         self.set_stats({n: state[n] for n in names})
         self.duplicates = int(duplicates)
 

@@ -83,7 +83,6 @@ class LinUCB(Bandit):
         return float(arm in best) / len(best)
 
     def _update(self, arm, successes, trials, context) -> None:
-        super()._update(arm, successes, trials, context)
         reward = successes / trials if trials else 0.0
         a_inv, b = self.a_inv[arm].copy(), self.b[arm].copy()
         for x in context:  # Sherman-Morrison: one rank-one update per row
@@ -93,6 +92,7 @@ class LinUCB(Bandit):
         theta = a_inv @ b
         if not (np.isfinite(a_inv).all() and np.isfinite(theta).all()):
             raise BadRequest("features: this feedback would overflow the model; nothing was applied")
+        super()._update(arm, successes, trials, context)  # counts only once the model update is sound
         self.a_inv[arm], self.b[arm], self.theta[arm] = a_inv, b, theta
         self.xx[arm] += context.T @ context
 

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from seldon_routers import ConfigError, EpsilonGreedy, Feedback, LinUCB, Request, ThompsonSampling, UCB1
+from seldon_routers import BadRequest, ConfigError, EpsilonGreedy, Feedback, LinUCB, Request, ThompsonSampling, UCB1
 
 POLICIES = {
     "epsilon-greedy": lambda seed=0, **kw: EpsilonGreedy(n_branches=3, epsilon=0.2, epsilon_decay=0.999,
@@ -143,6 +143,14 @@ def _refusals(name: str, good: dict) -> list:
             cases.append((f"{stat} holds {bad!r}", {**good, stat: values}, stat))
         cases.append((f"{stat} too short", {**good, stat: list(good[stat])[:-1]}, stat))
         cases.append((f"{stat} not a list", {**good, stat: 5}, stat))
+    for stat in ("pulls", "routes"):  # counts: a negative one (a hand-edited file) is refused
+        values = list(good[stat])
+        values[0] = -1.0
+        cases.append((f"negative {stat}", {**good, stat: values}, stat))
+    if name != "lin-ucb" and name != "thompson-gaussian":  # rewards in [0, 1]: successes <= pulls
+        values = list(good["successes"])
+        values[0] = good["pulls"][0] + 5
+        cases.append(("more successes than pulls", {**good, "successes": values}, "successes"))
     if name == "lin-ucb":
         narrow = LinUCB(n_branches=3, n_features=2, seed=0)
         narrow.learn(feedback(0, 1.0, np.ones((1, 2))))
@@ -267,3 +275,11 @@ def test_not_additive_names_discount_and_window(name):
 
 def test_lin_ucb_is_additive():
     assert POLICIES["lin-ucb"]().not_additive() is None
+
+
+def test_lin_ucb_feedback_that_would_overflow_changes_no_count():
+    r = LinUCB(n_branches=2, n_features=2, ridge=1e-300, seed=0)  # a tiny ridge: A^-1 near 1e300
+    before = json.dumps(r.state())
+    with pytest.raises(BadRequest, match="overflow"):
+        r.learn(feedback(0, 1.0, np.full((1, 2), 1e3)))
+    assert json.dumps(r.state()) == before
