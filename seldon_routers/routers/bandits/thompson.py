@@ -134,17 +134,28 @@ class ThompsonSampling(Bandit):
             if self.reward_range is None:  # gaussian
                 arm = int((np.asarray(self._mu) + np.asarray(self._sd) * self.rng.standard_normal(self.n_children)).argmax())
                 return arm, self._propensity[arm]
-            # Bernoulli, the hot path: this route's row of the block, stale arms drawn afresh.
-            row = self._row
-            if row >= BLOCK:
-                self._refill()
-                row = 0
-            self._row = row + 1
-            sample = self._block[row]
-            for i in self._stale:
-                sample[i] = self.rng.beta(self._a[i], self._b[i])
-            arm = int(sample.argmax())
+            arm = self._bernoulli_arm()
         return arm, self._propensity[arm]
+
+    def _bernoulli_arm(self) -> int:
+        """The hot path (under the lock): this route's row of the block, stale arms drawn afresh."""
+        row = self._row
+        if row >= BLOCK:
+            self._refill()
+            row = 0
+        self._row = row + 1
+        sample = self._block[row]
+        for i in self._stale:
+            sample[i] = self.rng.beta(self._a[i], self._b[i])
+        return int(sample.argmax())
+
+    def route(self, features, feature_names, **kwargs) -> int:
+        if self.reward_range is None or self.min_share or self.max_share is not None:
+            return super().route(features, feature_names, **kwargs)
+        with self.lock:  # Seldon's entry point, Bernoulli without guard rails: no tags to make
+            arm = self._bernoulli_arm()
+            self.routes[arm] += 1
+        return arm
 
     def choose_probability(self, request: Request, arm: int) -> float:
         if self._untried:
