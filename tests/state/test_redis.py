@@ -24,7 +24,8 @@ from seldon_routers.proto import prediction_pb2 as pb
 from state_cases import refused, route, send_feedback, serve, state, wait_for
 
 SYNC = ("--sync-interval", "0.05")
-OUTAGE_SECONDS = 3.0  # Redis down mid-run this long (the case: 30 s; nothing in the store is timed so)
+OUTAGE_SECONDS = 30.0  # Redis down mid-run this long, the case (with Redis keeping its data)
+SHORT_OUTAGE_SECONDS = 3.0  # the other cases: nothing in the store is timed by the outage's length
 TS = ("thompson-sampling", "--unit-id", "ts", "--param", "n_branches=3")
 
 
@@ -187,16 +188,21 @@ def test_redis_down_mid_run_loses_nothing_and_counts_nothing_twice(redis_factory
         synced(rp)  # both have read every sum (what a Redis that restarts empty is seeded with)
     redis.stop()
     down_at = time.monotonic()
-    during = stream(6, 10)
-    for i, (arm, reward) in enumerate(during):
+    outage = OUTAGE_SECONDS if persist else SHORT_OUTAGE_SECONDS
+    during = []
+    for i, (arm, reward) in enumerate(stream(6, 1000)):  # traffic all through the outage
+        if i >= 10 and time.monotonic() - down_at > outage - 1:
+            break
         rp = (a, b)[i % 2]
         assert route(rp).status_code == 200  # routing goes on from the local copy
         r = send_feedback(rp, "ts", arm, reward)
         assert r.status_code == 200, r.text  # accepted: applied here, buffered
+        during.append((arm, reward))
+        time.sleep(0.25)
     for rp in (a, b):
         assert wait_for(lambda: not store(rp)["up"], what="the store seen down")
     assert all(store(rp)["buffered"] >= 5 for rp in (a, b))
-    time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
+    time.sleep(max(0.0, outage - (time.monotonic() - down_at)))
     redis.start()
     for rp in (a, b):
         wait_for(lambda: store(rp)["up"] and store(rp)["buffered"] == 0, what="the buffer flushed")
