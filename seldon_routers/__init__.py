@@ -5,7 +5,7 @@ so `seldon-core-microservice seldon_routers.ABTest --service-type ROUTER` works 
 Seldon's own environment. The server lives in seldon_routers.server and loads lazily.
 """
 
-from .errors import BadRequest, ConfigError, RouterError
+from .errors import BadRequest, ConfigError, NoRoute, RouterError
 from .request import Feedback, Request
 from .router import ALL_CHILDREN, NO_CHILDREN, Decision, Router
 from .routers.ab_test import ABTest
@@ -24,6 +24,7 @@ __all__ = [
     "UCB1",
     "BadRequest",
     "ConfigError",
+    "NoRoute",
     "Decision",
     "Feedback",
     "Request",

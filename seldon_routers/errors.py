@@ -36,6 +36,12 @@ class NotFound(RouterError):
     reason = "NOT_FOUND"
 
 
+class NoRoute(NotFound):
+    """No rule matches the request and the router has no fallback child."""
+
+    reason = "NO_ROUTE"
+
+
 class MethodNotAllowed(RouterError):
     http_status = 405
     grpc_code = "UNIMPLEMENTED"
