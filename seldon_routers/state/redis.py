@@ -122,8 +122,13 @@ class RedisStore(Store):
         self._routes_base = [0.0] * self.schema.get("routes", 0)
         self._loop, self._thread = asyncio.get_running_loop(), threading.get_ident()
         self._wake = asyncio.Event()
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        # No retries inside the client: the sync loop retries (with its own backoff) and
+        # must learn at once, within the 1 s timeouts, that Redis is unreachable.
         self.client = aioredis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0,
-                                        health_check_interval=5)
+                                        health_check_interval=5, retry=Retry(NoBackoff(), 0))
         self._apply = self.client.register_script(APPLY)
         self._seed = self.client.register_script(SEED)
         self._last_totals: dict = {}  # Redis' sums as last read
@@ -237,7 +242,7 @@ class RedisStore(Store):
         own = self.own
         if self._routes_base:
             unsent = {i: r - b for i, (r, b) in enumerate(zip(own.routes, self._routes_base)) if r != b}
-            if unsent:
+            if unsent and self.up:  # while down they stay counted locally: no buffer slot per retry
                 self._routes_base = [float(r) for r in own.routes]
                 self._pending.append((f"r:{uuid.uuid4().hex}", NO_PUID_TTL, {"routes": unsent}))
                 self._seq += 1
