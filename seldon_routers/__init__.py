@@ -13,6 +13,7 @@ from .routers.bandits.epsilon_greedy import EpsilonGreedy
 from .routers.bandits.linear import LinUCB
 from .routers.bandits.thompson import ThompsonSampling
 from .routers.bandits.ucb import UCB1
+from .routers.rules import RuleRouter
 
 __all__ = [
     "ALL_CHILDREN",
@@ -20,6 +21,7 @@ __all__ = [
     "ABTest",
     "EpsilonGreedy",
     "LinUCB",
+    "RuleRouter",
     "ThompsonSampling",
     "UCB1",
     "BadRequest",

@@ -16,6 +16,7 @@ BUILTINS = {
     "thompson-sampling": "seldon_routers.routers.bandits.thompson:ThompsonSampling",
     "ucb1": "seldon_routers.routers.bandits.ucb:UCB1",
     "lin-ucb": "seldon_routers.routers.bandits.linear:LinUCB",
+    "rules": "seldon_routers.routers.rules.router:RuleRouter",
 }
 
 

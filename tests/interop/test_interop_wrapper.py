@@ -29,6 +29,12 @@ ROUTERS = [
     pytest.param(("seldon_routers.ThompsonSampling", params(n_branches=3, seed=0), 3), id="ThompsonSampling"),
     pytest.param(("seldon_routers.UCB1", params(n_branches=3, seed=0), 3), id="UCB1"),
     pytest.param(("seldon_routers.LinUCB", params(n_branches=3, seed=0), 3), id="LinUCB"),
+    # Rules on tags and jsonData work under the wrapper (it passes meta); this request has
+    # neither, so the fallback serves it.
+    pytest.param(("seldon_routers.RuleRouter", params(config=json.dumps({
+        "children": ["a", "b", "c"], "fallback": "c", "rules": [
+            {"match": {"tags": {"tier": "gold"}}, "to": "a"}, {"match": {"json": {"model": "gpt"}}, "to": "b"}]}),
+        seed=0), 3), id="RuleRouter"),
 ]
 
 REQUEST = {"data": {"names": ["a", "b"], "ndarray": [[1.0, 2.0]]}}

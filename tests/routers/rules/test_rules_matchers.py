@@ -1,0 +1,129 @@
+"""The matchers as pure functions: tables of (matcher config, value, expected)."""
+
+import re
+
+import pytest
+
+from seldon_routers import ConfigError
+from seldon_routers.routers.rules.matchers import PATH_KINDS, as_text, glob_regex, json_field, string_matcher
+
+MISSING = None
+
+
+@pytest.mark.parametrize("spec, value, expected", [
+    ({"exact": "llama"}, "llama", True),
+    ({"exact": "llama"}, "Llama", False),
+    ({"exact": "llama", "ignore_case": True}, "LLAMA", True),
+    ("llama", "llama", True),  # a plain string is {exact: ...}
+    ({"prefix": "lla"}, "llama-3", True),
+    ({"prefix": "LLA", "ignore_case": True}, "llama-3", True),
+    ({"suffix": "-3"}, "llama-3", True),
+    ({"suffix": "-3"}, "llama-3b", False),
+    ({"contains": "ma-"}, "llama-3", True),
+    ({"contains": "x"}, "llama-3", False),
+    # regex is a full match, as Envoy's safe_regex
+    ({"regex": "lla"}, "llama", False),
+    ({"regex": "lla.*"}, "llama", True),
+    ({"regex": "(bge|e5)-.+"}, "bge-large", True),
+    ({"regex": "LLAMA", "ignore_case": True}, "llama", True),
+    # invert flips a value's result...
+    ({"exact": "llama", "invert": True}, "mistral", True),
+    ({"exact": "llama", "invert": True}, "llama", False),
+    # ...but a missing value fails every value matcher, inverted or not
+    ({"exact": "llama"}, MISSING, False),
+    ({"exact": "llama", "invert": True}, MISSING, False),
+    ({"regex": ".*", "invert": True}, MISSING, False),
+    ({"prefix": ""}, MISSING, False),
+    ({"prefix": ""}, "", True),
+    # present: true must be there (even empty), false must be absent
+    ({"present": True}, "", True),
+    ({"present": True}, MISSING, False),
+    ({"present": False}, MISSING, True),
+    ({"present": False}, "x", False),
+    ({"present": True, "invert": True}, MISSING, True),
+    # repeated values arrive joined by ",": match the joined string
+    ({"exact": "a,b"}, "a,b", True),
+    ({"contains": "b"}, "a,b", True),
+    ({"exact": 3}, "3", True),  # `exact: 3` in YAML is the text "3"
+    ({"exact": True}, "true", True),
+])
+def test_string_matcher(spec, value, expected):
+    assert string_matcher(spec, "f")(value) is expected
+
+
+@pytest.mark.parametrize("pattern, path, expected", [
+    ("/a/*", "/a/b", True),
+    ("/a/*", "/a/b/c", False),  # * is one segment
+    ("/a/*", "/a/", False),  # ...and not an empty one
+    ("/a/*/c", "/a/b/c", True),
+    ("/a/**", "/a", True),  # ** is any number of segments, zero included
+    ("/a/**", "/a/b", True),
+    ("/a/**", "/a/b/c/d", True),
+    ("/a/**", "/ab", False),
+    ("/seldon.protos.*/*", "/seldon.protos.Router/Route", True),
+    ("/seldon.protos.*/*", "/seldonXprotos.Router/Route", False),  # . is literal
+    ("/v1/*.json", "/v1/x.json", True),
+    ("**", "/anything/at/all", True),
+    ("/route", "/route", True),
+    ("/route", "/routes", False),
+])
+def test_glob(pattern, path, expected):
+    assert bool(re.fullmatch(glob_regex(pattern, "f"), path)) is expected
+    assert string_matcher({"glob": pattern}, "f", PATH_KINDS)(path) is expected
+
+
+@pytest.mark.parametrize("pattern", ["/a/**/b", "/**/a", "/a/b**", "/a/x**/"])
+def test_double_star_must_be_last_whole_segment(pattern):
+    with pytest.raises(ConfigError, match=r"path.glob: '\*\*' must be the whole last segment"):
+        string_matcher({"glob": pattern}, "path", PATH_KINDS)
+
+
+@pytest.mark.parametrize("spec, match", [
+    ({}, "exactly one of"),
+    ({"exact": "a", "prefix": "b"}, "exactly one of"),
+    ({"regex": "("}, r"f.regex: invalid regex"),
+    ({"equals": "a"}, "unknown key 'equals'"),
+    ({"glob": "/a/*"}, "unknown key 'glob'"),  # globs are for paths only
+    ({"present": "yes"}, r"f.present: expected true or false"),
+    ({"exact": "a", "invert": "no"}, r"f.invert: expected true or false"),
+    ({"prefix": 3}, r"f.prefix: expected a string"),
+    (["a"], "expected a matcher"),
+])
+def test_bad_matcher_names_the_field(spec, match):
+    with pytest.raises(ConfigError, match=match):
+        string_matcher(spec, "f")
+
+
+DOC = {"model": "gpt-4o", "stream": True, "n": 2, "t": 0.5, "none": None,
+       "messages": [{"role": "system"}, {"role": "user"}], "meta": {"a": 1}}
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("model", "gpt-4o"),
+    ("stream", "true"),  # JSON true -> "true"
+    ("n", "2"),  # numbers as JSON writes them
+    ("t", "0.5"),
+    ("none", "null"),
+    ("messages.0.role", "system"),
+    ("messages.1.role", "user"),
+    ("messages.2.role", None),
+    ("meta", '{"a":1}'),
+    ("absent", None),
+    ("model.x", None),
+])
+def test_json_field(path, expected):
+    assert json_field(path, "f")(DOC) == expected
+
+
+def test_json_field_of_a_non_json_payload_is_missing():
+    assert json_field("model", "f")("text") is None and json_field("0", "f")(["x"]) == "x"
+
+
+@pytest.mark.parametrize("path", ["", "a..b", ".a", 3])
+def test_bad_json_path(path):
+    with pytest.raises(ConfigError, match="dotted path"):
+        json_field(path, "f")
+
+
+def test_as_text():
+    assert [as_text(v) for v in ("x", True, False, 3, 2.5, None)] == ["x", "true", "false", "3", "2.5", None]
