@@ -1,8 +1,7 @@
-"""`ab-test`: static weights over n children (A/B/C... testing)."""
+"""`ab-test`: static weights over n children (A/B/C... testing), random or sticky per key."""
 
 from __future__ import annotations
 
-import bisect
 from typing import Optional, Union
 
 import numpy as np
@@ -10,7 +9,8 @@ import numpy as np
 from ..errors import ConfigError
 from ..request import Request
 from ..router import Decision, Router
-from ._arms import normalise_weights, parse_list, resolve_arms
+from ._arms import parse_list, resolve_arms
+from ._weights import StickyKey, WeightedChoice
 
 
 class ABTest(Router):
@@ -21,6 +21,9 @@ class ABTest(Router):
     ratioA: Seldon's RANDOM_ABTEST parameter: two children, A with this probability.
     seed: seeds this instance's own generator (0 is a seed like any other).
     branch_names: names of the children, 'a:b:c', shown in tags.
+    sticky_key: header:NAME or tag:NAME (e.g. header:x-user-id): a request carrying the key
+      always gets the same child, on every replica and across restarts, while the split
+      holds over many keys; a request without it gets a random child.
     """
 
     name = "ab-test"
@@ -28,7 +31,7 @@ class ABTest(Router):
 
     def __init__(self, n_branches: Optional[int] = None, weights: Union[str, list, None] = None,
                  seed: Optional[int] = None, branch_names: Union[str, list, None] = None,
-                 ratioA: Optional[float] = None):
+                 ratioA: Optional[float] = None, sticky_key: Optional[str] = None):
         if ratioA is not None:
             if weights is not None:
                 raise ConfigError("ratioA: give either ratioA or weights, not both")
@@ -42,29 +45,31 @@ class ABTest(Router):
             n_branches = len(parsed)
         self.branch_names = resolve_arms(n_branches, branch_names)
         self.n_children = len(self.branch_names)
-        if parsed is None:
-            parsed = [1.0] * self.n_children
-        if len(parsed) != self.n_children:
-            raise ConfigError(f"weights: {len(parsed)} weights for {self.n_children} children")
-        self.weights = normalise_weights(parsed)
-        self._cumulative = [float(c) for c in np.cumsum(self.weights)]
-        # Rounding guard: every u in [0, 1) must land on a child with weight > 0.
-        last = max(i for i, w in enumerate(self.weights) if w > 0)
-        self._cumulative[last:] = [1.0] * (self.n_children - last)
+        self.choice = WeightedChoice(range(self.n_children), parsed)
+        self.weights = self.choice.weights
+        self.sticky = None if sticky_key is None else StickyKey(sticky_key)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         # Ready-made tags per child (never mutated): the draw is the only per-request work.
-        self._tags = [
-            {"route": i, "branch": name, "propensity": w}
-            for i, (name, w) in enumerate(zip(self.branch_names, self.weights))
-        ]
+        self._tags = [{"route": i, "branch": name, "propensity": w}
+                      for i, (name, w) in enumerate(zip(self.branch_names, self.weights))]
+        self._sticky_tags = [{**tags, "sticky": True} for tags in self._tags]
 
     def decide(self, request: Request) -> Decision:
-        child = bisect.bisect_right(self._cumulative, self.rng.random())
+        if self.sticky is not None:
+            u = self.sticky.fraction(request)
+            if u is not None:
+                child = self.choice.pick(u)
+                return Decision(child, self._sticky_tags[child])
+        child = self.choice.pick(self.rng.random())
         return Decision(child, self._tags[child])
 
     def route(self, features, feature_names, **kwargs) -> int:
-        return self.decide(Request(features, feature_names)).child
+        """Seldon's wrapper entry: a `tag:NAME` sticky key works there (it passes meta)."""
+        return self.decide(Request(features, feature_names, meta=kwargs.get("meta"))).child
 
     def state(self) -> dict:
-        return {"weights": dict(zip(self.branch_names, self.weights))}
+        out = {"weights": dict(zip(self.branch_names, self.weights))}
+        if self.sticky is not None:
+            out["sticky_key"] = self.sticky.spec
+        return out

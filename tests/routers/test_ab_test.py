@@ -1,8 +1,14 @@
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from scipy import stats
 
 from seldon_routers import ABTest, ConfigError, Request
+from seldon_routers.request import Headers
 
 
 def draws(router, n=20000):
@@ -68,3 +74,57 @@ def test_bad_configuration_names_the_field(kwargs, match):
 
 def test_state_shows_the_weights_by_name():
     assert ABTest(weights="1:1", branch_names="a:b").state() == {"weights": {"a": 0.5, "b": 0.5}}
+
+
+# --- sticky assignment ----------------------------------------------------------------------
+
+USERS = [f"user-{i}" for i in range(20000)]
+
+
+def user(name, header="x-user-id"):
+    return Request(headers=Headers([(header, name)]))
+
+
+def test_sticky_key_keeps_a_user_on_one_child_across_instances():
+    routers = [ABTest(weights="0.5:0.3:0.2", sticky_key="header:x-user-id", seed=s) for s in range(5)]
+    for name in USERS[:300]:
+        decisions = [r.decide(user(name)) for r in routers for _ in range(3)]
+        assert len({d.child for d in decisions}) == 1
+        assert all(d.tags["sticky"] is True for d in decisions)
+
+
+def test_sticky_key_spreads_many_users_by_the_weights():
+    router = ABTest(weights="0.5:0.3:0.2", sticky_key="x-user-id", seed=0)  # a bare name is a header
+    counts = np.bincount([router.decide(user(u)).child for u in USERS], minlength=3)
+    assert stats.chisquare(counts, np.array([0.5, 0.3, 0.2]) * counts.sum()).pvalue > 0.001
+
+
+def test_sticky_key_is_the_same_in_another_process():
+    names = USERS[:200]
+    here = [ABTest(n_branches=4, sticky_key="header:x-user-id").decide(user(n)).child for n in names]
+    code = ("import json, sys\nfrom seldon_routers import ABTest, Request\nfrom seldon_routers.request import Headers\n"
+            "r = ABTest(n_branches=4, sticky_key='header:x-user-id', seed=5)\n"
+            "print(json.dumps([r.decide(Request(headers=Headers([('X-User-Id', n)]))).child for n in json.load(sys.stdin)]))")
+    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(names), capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONHASHSEED": "777"}).stdout
+    assert json.loads(out) == here
+
+
+def test_request_without_the_key_is_random_and_untagged():
+    router = ABTest(n_branches=2, sticky_key="header:x-user-id", seed=3)
+    seen = {router.decide(Request()).child for _ in range(200)}
+    assert seen == {0, 1} and "sticky" not in router.decide(Request()).tags
+    assert "sticky" not in router.decide(user("")).tags  # an empty key is no key
+
+
+def test_sticky_tag_under_seldons_wrapper():
+    router = ABTest(n_branches=3, sticky_key="tag:user")
+    first = [router.route(None, [], meta={"tags": {"user": u}}) for u in USERS[:100]]
+    assert first == [router.route(None, [], meta={"tags": {"user": u}}) for u in USERS[:100]]
+    assert len(set(first)) == 3
+    assert router.state() == {"weights": {"0": 1 / 3, "1": 1 / 3, "2": 1 / 3}, "sticky_key": "tag:user"}
+
+
+def test_bad_sticky_key_names_the_field():
+    with pytest.raises(ConfigError, match="sticky_key: expected header:NAME or tag:NAME"):
+        ABTest(sticky_key="cookie:x")

@@ -13,6 +13,7 @@ from scipy.stats import chisquare
 from seldon_routers import ABTest, Request
 from seldon_routers.proto import prediction_pb2 as pb
 from server_cases import grpc_call, post_json, reply_dict
+from servers import running_router
 
 UNIT = "abtest"
 EXPECTED_TAGS = [{"route": 0, "branch": "a", "propensity": 0.25}, {"route": 1, "branch": "b", "propensity": 0.75}]
@@ -84,3 +85,24 @@ def test_ab_test_seed_reproducible():
     a, b = ABTest(weights="1:1:2", seed=0), ABTest(weights="1:1:2", seed=0)
     request = Request()
     assert [a.decide(request).child for _ in range(200)] == [b.decide(request).child for _ in range(200)]
+
+
+def test_ab_test_sticky_by_header_over_rest_and_grpc():
+    """A user id header pins a user to one child on both transports (gRPC metadata is the
+    header there), across two server processes."""
+    users = [f"u{i}" for i in range(30)]
+    seen = []
+    for _ in range(2):
+        with running_router("ab-test", "--param", "n_branches=3", "--param", "sticky_key=header:x-user-id") as rp:
+            rest_children = []
+            for u in users:
+                body = post_json(rp.url + "/route", {"data": {"ndarray": [[1]]}}, headers={"X-User-Id": u}).json()
+                [tags] = body["meta"]["tags"].values()
+                assert tags["sticky"] is True
+                rest_children.append(tags["route"])
+            with grpc.insecure_channel(rp.grpc_target) as channel:
+                grpc_children = [int(next(iter(grpc_call(channel, "/seldon.protos.Router/Route", pb.SeldonMessage(
+                    strData="x"), metadata=(("x-user-id", u),)).meta.routing.values()))) for u in users]
+            assert rest_children == grpc_children
+            seen.append(rest_children)
+    assert seen[0] == seen[1] and len(set(seen[0])) == 3
