@@ -9,6 +9,8 @@ import pytest
 import requests
 from seldon_peers import route_value, seldon_microservice, seldon_side
 
+from seldon_routers import ABTest, Request
+
 pytestmark = pytest.mark.peers
 
 UNIT = "myrouter"
@@ -122,3 +124,31 @@ def test_a_bandit_learns_under_the_wrapper(seldon_venv):
                 assert s.post(ms.url + "/send-feedback", json=feedback, timeout=10).status_code == 200
             routes = {assert_route(ms, s.post(ms.url + "/route", json=REQUEST, timeout=10)) for _ in range(20)}
     assert routes == {2}
+
+
+def test_rules_and_sticky_keys_see_meta_under_the_wrapper(seldon_venv):
+    """The wrapper hands route() the request's meta: rules on tags and jsonData fields
+    decide there, and a tag sticky key pins a user to one child."""
+    config = {"children": ["a", "b", "c"], "fallback": "c", "rules": [
+        {"match": {"tags": {"tier": "gold"}}, "to": "a"}, {"match": {"json": {"model": {"prefix": "gpt"}}}, "to": "b"}]}
+    cases = [({"data": {"ndarray": [[1.0]]}, "meta": {"tags": {"tier": "gold"}}}, 0),
+             ({"jsonData": {"model": "gpt-4o"}}, 1),
+             (REQUEST, 2)]
+    with seldon_microservice(seldon_venv, "seldon_routers.RuleRouter", params(config=json.dumps(config)),
+                             unit_id=UNIT) as ms:
+        ms.n_children = 3
+        for body, expected in cases:
+            assert assert_route(ms, requests.post(ms.url + "/route", json=body, timeout=10)) == expected, body
+    users = [f"user-{i}" for i in range(12)]
+    with seldon_microservice(seldon_venv, "seldon_routers.ABTest", params(n_branches=3, sticky_key="tag:user"),
+                             unit_id=UNIT) as ms:
+        ms.n_children = 3
+        with requests.Session() as s:
+            def child(u):
+                body = {"data": {"ndarray": [[1.0]]}, "meta": {"tags": {"user": u}}}
+                return assert_route(ms, s.post(ms.url + "/route", json=body, timeout=10))
+            first = [child(u) for u in users]
+            assert [child(u) for u in users] == first
+    # the same keys in this process give the same children
+    here = ABTest(n_branches=3, sticky_key="tag:user")
+    assert first == [here.decide(Request(meta={"tags": {"user": u}})).child for u in users]
