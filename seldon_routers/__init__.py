@@ -14,6 +14,7 @@ from .routers.bandits.linear import LinUCB
 from .routers.bandits.thompson import ThompsonSampling
 from .routers.bandits.ucb import UCB1
 from .routers.rules import RuleRouter
+from .routers.time_of_day import TimeOfDay
 
 __all__ = [
     "ALL_CHILDREN",
@@ -23,6 +24,7 @@ __all__ = [
     "LinUCB",
     "RuleRouter",
     "ThompsonSampling",
+    "TimeOfDay",
     "UCB1",
     "BadRequest",
     "ConfigError",

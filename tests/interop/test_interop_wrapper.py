@@ -37,6 +37,12 @@ ROUTERS = [
         "children": ["a", "b", "c"], "fallback": "c", "rules": [
             {"match": {"tags": {"tier": "gold"}}, "to": "a"}, {"match": {"json": {"model": "gpt"}}, "to": "b"}]}),
         seed=0), 3), id="RuleRouter"),
+    # At any hour this hits the 9:1 window or falls to the default c.
+    pytest.param(("seldon_routers.TimeOfDay", params(config=json.dumps({
+        "children": ["a", "b", "c"], "default": "c", "sticky_key": "tag:user", "windows": [
+            {"name": "business", "days": "mon-fri", "start": "09:00", "end": "17:30",
+             "to": [{"child": "a", "weight": 9}, {"child": "b", "weight": 1}]}]}),
+        timezone="Europe/London", seed=0), 3), id="TimeOfDay"),
 ]
 
 REQUEST = {"data": {"names": ["a", "b"], "ndarray": [[1.0, 2.0]]}}

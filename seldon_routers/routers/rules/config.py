@@ -157,6 +157,27 @@ def _sticky(spec: Any, where: str) -> Optional[StickyKey]:
     return StickyKey(spec, where)
 
 
+def named_entries(specs: list, section: str, keys: tuple, noun: str):
+    """The entries of an ordered list of maps (rules, time-of-day windows), each checked (a
+    map, known keys, a name unique and non-empty if given), as (index, label, where, spec):
+    the label is the name, else the index; `where` names the entry in errors."""
+    labels = set()
+    for i, spec in enumerate(specs):
+        name = spec.get("name") if isinstance(spec, dict) else None
+        where = f"{section}[{i}]" + (f" ({name!r})" if name is not None else "")
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: expected a map with {', '.join(keys)}, got {spec!r}")
+        unknown = sorted(set(spec) - set(keys))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (one of {', '.join(keys)})")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ConfigError(f"{where}.name: expected a non-empty string, got {name!r}")
+        if name is not None and name in labels:
+            raise ConfigError(f"{where}.name: another {noun} is named {name!r}")
+        labels.add(name)
+        yield i, name if name is not None else i, where, spec
+
+
 def compile_rules(doc: Any, names: list, source: str = "rules") -> Config:
     """The project's format (a dict) to a Config, validated."""
     if not isinstance(doc, dict):
@@ -169,20 +190,8 @@ def compile_rules(doc: Any, names: list, source: str = "rules") -> Config:
         raise ConfigError(f"rules: expected a list of rules, got {rules_spec!r}")
     default_sticky = _sticky(doc.get("sticky_key"), "sticky_key")
     fallback = None if doc.get("fallback") is None else resolve_child(doc["fallback"], names, "fallback")
-    rules, reads, labels = [], set(), set()
-    for i, spec in enumerate(rules_spec):
-        name = spec.get("name") if isinstance(spec, dict) else None
-        where = f"rules[{i}]" + (f" ({name!r})" if name is not None else "")
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{where}: expected a map with {', '.join(RULE_KEYS)}, got {spec!r}")
-        unknown = sorted(set(spec) - set(RULE_KEYS))
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (one of {', '.join(RULE_KEYS)})")
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ConfigError(f"{where}.name: expected a non-empty string, got {name!r}")
-        if name is not None and name in labels:
-            raise ConfigError(f"{where}.name: another rule is named {name!r}")
-        labels.add(name)
+    rules, reads = [], set()
+    for i, label, where, spec in named_entries(rules_spec, "rules", RULE_KEYS, "rule"):
         if "to" not in spec:
             raise ConfigError(f"{where}.to: missing: name the child (or children with weights) it routes to")
         when, _ = compile_block(spec.get("match"), f"{where}.match")
@@ -197,7 +206,7 @@ def compile_rules(doc: Any, names: list, source: str = "rules") -> Config:
                 reads |= _sources(block)
         choice, rule_policies = _targets(spec["to"], names, f"{where}.to")
         sticky = _sticky(spec["sticky_key"], f"{where}.sticky_key") if "sticky_key" in spec else default_sticky
-        rules.append(Rule(i, name if name is not None else i, when, tuple(blocks), choice, sticky, rule_policies))
+        rules.append(Rule(i, label, when, tuple(blocks), choice, sticky, rule_policies))
     return Config(names, rules, fallback, source, reads)
 
 
