@@ -18,8 +18,9 @@ from typing import Any, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import ConfigError
+from ._config import child_names, named_entries, read_document, targets
+from ._config import sticky_key as read_sticky_key
 from ._weights import WeightedChoice
-from .rules.config import NOT_HONOURED, _sticky, _targets, child_names, named_entries, read_document
 
 TOP_KEYS = ("timezone", "children", "default", "sticky_key", "windows")
 WINDOW_KEYS = ("name", "days", "start", "end", "to")
@@ -158,15 +159,6 @@ def format_time(seconds: int) -> str:
     return f"{hours:02d}:{rest // 60:02d}" + (f":{rest % 60:02d}" if rest % 60 else "")
 
 
-def targets(spec: Any, names: list, where: str) -> WeightedChoice:
-    """`to` or `default`: a child, or a list of {child, weight} (the rules router's form)."""
-    if isinstance(spec, list):
-        for i, target in enumerate(spec):
-            extra = sorted(set(target) & set(NOT_HONOURED)) if isinstance(target, dict) else []
-            if extra:
-                raise ConfigError(f"{where}[{i}]: unknown key {extra[0]!r} (one of child, weight)")
-    return _targets(spec, names, where)[0]
-
 
 def load(config: Any, config_file: Optional[str], branch_names: Optional[list], n_branches: Optional[int],
          timezone: Optional[str] = None, sticky_key: Optional[str] = None) -> Schedule:
@@ -180,8 +172,8 @@ def load(config: Any, config_file: Optional[str], branch_names: Optional[list], 
         raise ConfigError(f"config: unknown key {unknown[0]!r} (one of {', '.join(TOP_KEYS)})")
     names = child_names(doc.get("children"), branch_names, n_branches)
     tz = zone(timezone, "timezone (parameter)") if timezone is not None else zone(doc.get("timezone", "UTC"))
-    sticky = _sticky(sticky_key if sticky_key is not None else doc.get("sticky_key"), "sticky_key")
-    default = None if doc.get("default") is None else targets(doc["default"], names, "default")
+    sticky = read_sticky_key(sticky_key if sticky_key is not None else doc.get("sticky_key"), "sticky_key")
+    default = None if doc.get("default") is None else targets(doc["default"], names, "default")[0]
     specs = doc.get("windows")
     if not isinstance(specs, list):
         raise ConfigError(f"windows: expected a list of windows, got {specs!r}")
@@ -195,5 +187,5 @@ def load(config: Any, config_file: Optional[str], branch_names: Optional[list], 
         windows.append(Window(i, label, parse_days(spec.get("days"), f"{where}.days"),
                               parse_time(spec["start"], f"{where}.start"),
                               parse_time(spec["end"], f"{where}.end", is_end=True),
-                              targets(spec["to"], names, f"{where}.to")))
+                              targets(spec["to"], names, f"{where}.to")[0]))
     return Schedule(names, tz, windows, default, sticky)
