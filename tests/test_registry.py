@@ -1,7 +1,7 @@
 import pytest
 
 from seldon_routers import ABTest, ConfigError
-from seldon_routers import registry
+from seldon_routers import params, registry
 
 
 def test_builtin_names_and_import_paths_resolve_to_the_same_class():
@@ -19,3 +19,17 @@ def test_builtin_names_and_import_paths_resolve_to_the_same_class():
 def test_unknown_routers_are_config_errors(spec, match):
     with pytest.raises(ConfigError, match=match):
         registry.resolve(spec)
+
+
+# What a built-in needs beyond n_branches and seed, as `--param` strings.
+REQUIRED = {
+    "rules": ['config={"rules": [{"to": 0}]}'],
+    "time-of-day": ['config={"default": 0, "windows": []}'],
+}
+
+
+def test_every_builtin_builds_from_string_parameters():
+    for name in registry.BUILTINS:
+        pairs = ["n_branches=3", "seed=1", *REQUIRED.get(name, [])]
+        router = params.build(registry.resolve(name), params.from_pairs(pairs))
+        assert router.n_children == 3, name

@@ -268,22 +268,6 @@ def test_lin_ucb_refuses_a_change_of_feature_width():
     assert json.dumps(r.state()) == before
 
 
-# What a built-in needs beyond n_branches and seed, as `--param` strings.
-REQUIRED = {
-    "rules": ['config={"rules": [{"to": 0}]}'],
-    "time-of-day": ['config={"default": 0, "windows": []}'],
-}
-
-
-def test_every_builtin_builds_from_string_parameters():
-    from seldon_routers import params, registry
-
-    for name in registry.BUILTINS:
-        pairs = ["n_branches=3", "seed=1", *REQUIRED.get(name, [])]
-        router = params.build(registry.resolve(name), params.from_pairs(pairs))
-        assert router.n_children == 3, name
-
-
 def test_lin_ucb_refuses_features_that_would_poison_the_model():
     r = LinUCB(n_branches=2, seed=0)
     r.send_feedback(np.array([[1.0, 1.0]]), [], 1.0, None, routing=0)
