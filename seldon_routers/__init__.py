@@ -9,6 +9,7 @@ from .errors import BadRequest, ConfigError, NoRoute, RouterError
 from .request import Feedback, Request
 from .router import ALL_CHILDREN, NO_CHILDREN, Decision, Router
 from .routers.ab_test import ABTest
+from .routers.canary import Canary
 from .routers.bandits.epsilon_greedy import EpsilonGreedy
 from .routers.bandits.linear import LinUCB
 from .routers.bandits.thompson import ThompsonSampling
@@ -20,6 +21,7 @@ __all__ = [
     "ALL_CHILDREN",
     "NO_CHILDREN",
     "ABTest",
+    "Canary",
     "EpsilonGreedy",
     "LinUCB",
     "RuleRouter",

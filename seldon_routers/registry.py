@@ -18,6 +18,7 @@ BUILTINS = {
     "lin-ucb": "seldon_routers.routers.bandits.linear:LinUCB",
     "rules": "seldon_routers.routers.rules.router:RuleRouter",
     "time-of-day": "seldon_routers.routers.time_of_day:TimeOfDay",
+    "canary": "seldon_routers.routers.canary.router:Canary",
 }
 
 

@@ -25,6 +25,7 @@ def test_unknown_routers_are_config_errors(spec, match):
 REQUIRED = {
     "rules": ['config={"rules": [{"to": 0}]}'],
     "time-of-day": ['config={"default": 0, "windows": []}'],
+    "canary": ["min_reward=0.5"],
 }
 
 

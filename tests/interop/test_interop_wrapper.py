@@ -43,6 +43,8 @@ ROUTERS = [
             {"name": "business", "days": "mon-fri", "start": "09:00", "end": "17:30",
              "to": [{"child": "a", "weight": 9}, {"child": "b", "weight": 1}]}]}),
         timezone="Europe/London", seed=0), 3), id="TimeOfDay"),
+    pytest.param(("seldon_routers.Canary", params(branch_names="stable:candidate", min_reward=0.5, seed=0), 2),
+                 id="Canary"),
 ]
 
 REQUEST = {"data": {"names": ["a", "b"], "ndarray": [[1.0, 2.0]]}}

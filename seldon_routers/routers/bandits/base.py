@@ -12,7 +12,7 @@ import math
 import os
 import threading
 import weakref
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Optional, Union
 
 import numpy as np
@@ -21,6 +21,7 @@ from ...errors import BadRequest, ConfigError
 from ...request import Feedback, Request, rows_of
 from ...router import Decision, Router
 from .._arms import resolve_arms
+from .._dedupe import SeenPuids
 
 STATE_VERSION = 1
 _NO_REQUEST = Request()
@@ -71,8 +72,6 @@ class Bandit(Router):
             raise ConfigError(f"min_share: must be within [0, 1/n_branches], got {min_share!r}")
         if max_share is not None and not (1 / k <= max_share <= 1):
             raise ConfigError(f"max_share: must be within [1/n_branches, 1], got {max_share!r}")
-        if isinstance(dedupe, bool) or dedupe < 0:
-            raise ConfigError(f"dedupe: must be an integer >= 0, got {dedupe!r}")
         self.seed = seed
         self.discount = discount
         self.window = window
@@ -86,8 +85,7 @@ class Bandit(Router):
         self.routes = [0] * k  # decisions made
         self._recent = np.full(k, 1.0 / k)  # exponentially weighted share of recent routes
         self._window: deque = deque()
-        self._seen: OrderedDict = OrderedDict()
-        self._dedupe = dedupe
+        self._seen = SeenPuids(dedupe)
         self.duplicates = 0
         # Rewards in [0, 1] and no context, drift or window to handle: send_feedback's short path.
         self._on_update = None  # see share_updates()
@@ -209,13 +207,9 @@ class Bandit(Router):
         if rows < 1:
             raise BadRequest("request: the feedback's batch has no rows; there is nothing to learn")
         with self.lock:
-            if puid and self._dedupe:  # remembered under the lock: two copies never both apply
-                if puid in self._seen:
-                    self.duplicates += 1
-                    return
-                self._seen[puid] = None
-                if len(self._seen) > self._dedupe:
-                    self._seen.popitem(last=False)
+            if not self._seen.first(puid):  # remembered under the lock: two copies never both apply
+                self.duplicates += 1
+                return
             if self.discount is not None and self.discount < 1:  # forget a little of the past
                 self._decay(self.discount)
             self._update(arm, reward * rows, rows, context)

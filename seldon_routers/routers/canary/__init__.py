@@ -1,0 +1,5 @@
+"""`canary`: a progressive rollout from a stable child to a candidate, Flagger style."""
+
+from .router import Canary
+
+__all__ = ["Canary"]

@@ -1,0 +1,163 @@
+"""One canary check as a pure function: the candidate's feedback window against the
+configured criteria (mean reward, error rate and, optionally, a Bayesian comparison with
+the stable child). No clock, no lock, no I/O, so it is table-tested."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ...errors import ConfigError
+
+PASSED, FAILED, INSUFFICIENT = "passed", "failed", "insufficient"
+
+
+def _count(value, field_: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0 or value != int(value):
+        raise ConfigError(f"{field_}: expected a count (an integer >= 0), got {value!r}")
+    return int(value)
+
+
+@dataclass
+class Tally:
+    """Feedback counted for one child: how many, the sum of their rewards, how many errors."""
+
+    n: int = 0
+    reward_sum: float = 0.0
+    errors: int = 0
+
+    def add(self, reward: float, error: bool) -> None:
+        self.n += 1
+        self.reward_sum += reward
+        self.errors += error
+
+    @property
+    def reward_mean(self) -> Optional[float]:
+        return self.reward_sum / self.n if self.n else None
+
+    @property
+    def error_rate(self) -> Optional[float]:
+        return self.errors / self.n if self.n else None
+
+    def to_json(self) -> dict:
+        return {"n": self.n, "reward_sum": self.reward_sum, "errors": self.errors,
+                "reward_mean": self.reward_mean, "error_rate": self.error_rate}
+
+    @classmethod
+    def from_json(cls, value, field_: str, unit_rewards: bool = False) -> "Tally":
+        """What `to_json` wrote (the derived means are ignored); ConfigError naming the field."""
+        if not isinstance(value, dict):
+            raise ConfigError(f"{field_}: expected an object with n, reward_sum, errors, got {value!r}")
+        n, errors = _count(value.get("n"), f"{field_}.n"), _count(value.get("errors"), f"{field_}.errors")
+        reward_sum = value.get("reward_sum")
+        if isinstance(reward_sum, bool) or not isinstance(reward_sum, (int, float)) or not math.isfinite(reward_sum):
+            raise ConfigError(f"{field_}.reward_sum: expected a finite number, got {reward_sum!r}")
+        if errors > n:
+            raise ConfigError(f"{field_}.errors: {errors} errors in {n} feedbacks")
+        if unit_rewards and not -1e-9 <= reward_sum <= n + 1e-9:
+            raise ConfigError(f"{field_}.reward_sum: must be within [0, n] for rewards in [0, 1], got {reward_sum!r}")
+        return cls(n, float(reward_sum), errors)
+
+
+def _optional(value, name: str, lo: float, hi: float, closed_hi: bool = True) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not (lo <= value <= hi if closed_hi else lo <= value < hi):
+        raise ConfigError(f"{name}: must be a number within [{lo}, {hi}{']' if closed_hi else ')'}, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """What a check requires of the candidate; validated at construction (ConfigError
+    naming the parameter). At least one of min_reward, max_error_rate, margin is set."""
+
+    min_reward: Optional[float] = None
+    max_error_rate: Optional[float] = None
+    margin: Optional[float] = None
+    min_probability: float = 0.95
+    min_samples: int = 20
+
+    def __post_init__(self):
+        set_ = object.__setattr__  # frozen: normalise the validated values in place
+        set_(self, "min_reward", _optional(self.min_reward, "min_reward", -math.inf, math.inf))
+        set_(self, "max_error_rate", _optional(self.max_error_rate, "max_error_rate", 0.0, 1.0))
+        set_(self, "margin", _optional(self.margin, "margin", 0.0, 1.0, closed_hi=False))
+        probability = _optional(self.min_probability, "min_probability", 0.0, 1.0, closed_hi=False)
+        if probability is None or probability <= 0:
+            raise ConfigError(f"min_probability: must be within (0, 1), got {self.min_probability!r}")
+        set_(self, "min_probability", probability)
+        if isinstance(self.min_samples, bool) or not isinstance(self.min_samples, int) or self.min_samples < 1:
+            raise ConfigError(f"min_samples: must be an integer >= 1, got {self.min_samples!r}")
+        if self.min_reward is None and self.max_error_rate is None and self.margin is None:
+            raise ConfigError("min_reward: a canary must check something: set min_reward, max_error_rate "
+                              "or margin (or several)")
+
+
+@dataclass
+class Analysis:
+    """The outcome of one check: passed, failed or insufficient, and why."""
+
+    result: str
+    reasons: list = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    probability: Optional[float] = None
+
+    def to_json(self) -> dict:
+        return {"result": self.result, "reasons": list(self.reasons), "metrics": dict(self.metrics),
+                "probability": self.probability}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def analyse(window: Tally, baseline: Tally, criteria: Criteria) -> Analysis:
+    """Judge the candidate's window (and, with a margin, the stable baseline) against the
+    criteria. Too few samples on either side compared is INSUFFICIENT, not judged."""
+    metrics = {"n": window.n, "reward_mean": window.reward_mean, "error_rate": window.error_rate}
+    if criteria.margin is not None:
+        metrics.update(stable_n=baseline.n, stable_reward_mean=baseline.reward_mean)
+    short = [f"{who}: {tally.n} feedbacks, min_samples is {criteria.min_samples}"
+             for who, tally in (("candidate", window), ("stable", baseline))
+             if tally.n < criteria.min_samples and (who == "candidate" or criteria.margin is not None)]
+    if short:
+        return Analysis(INSUFFICIENT, short, metrics)
+    held, failed = [], []
+    if criteria.min_reward is not None:
+        ok = window.reward_mean >= criteria.min_reward
+        (held if ok else failed).append(
+            f"reward_mean {_fmt(window.reward_mean)} {'>=' if ok else '<'} min_reward {_fmt(criteria.min_reward)}")
+    if criteria.max_error_rate is not None:
+        ok = window.error_rate <= criteria.max_error_rate
+        (held if ok else failed).append(f"error_rate {_fmt(window.error_rate)} {'<=' if ok else '>'} "
+                                        f"max_error_rate {_fmt(criteria.max_error_rate)}")
+    probability = None
+    if criteria.margin is not None:
+        probability = not_worse_probability(window.reward_sum, window.n - window.reward_sum, baseline.reward_sum,
+                                            baseline.n - baseline.reward_sum, criteria.margin)
+        ok = probability >= criteria.min_probability
+        (held if ok else failed).append(
+            f"P(candidate > stable - {_fmt(criteria.margin)}) {probability:.4f} {'>=' if ok else '<'} "
+            f"min_probability {_fmt(criteria.min_probability)}")
+    return Analysis(FAILED if failed else PASSED, failed or held, metrics, probability)
+
+
+def not_worse_probability(successes: float, failures: float, stable_successes: float, stable_failures: float,
+                          margin: float, points: int = 8192) -> float:
+    """P(p_candidate > p_stable - margin) with p ~ Beta(1 + successes, 1 + failures) for
+    each child (uniform priors; fractional counts allowed).
+
+    Integrated over the stable posterior by its quantiles, E[sf_candidate(p_stable - margin)]
+    with p_stable = ppf_stable(u) at `points` midpoints u: exact for any posterior however
+    peaked (a fixed grid over [0, 1] misses a narrow one), with an error below 1/points."""
+    import numpy as np
+    from scipy.stats import beta  # the `canary` extra; needed only with a margin
+
+    u = (np.arange(points) + 0.5) / points
+    stable = beta.ppf(u, 1.0 + stable_successes, 1.0 + stable_failures)
+    tail = beta.sf(stable - margin, 1.0 + successes, 1.0 + failures)
+    return float(np.clip(tail.mean(), 0.0, 1.0))
