@@ -4,6 +4,7 @@ turned into typed constructor arguments, checked against the constructor's signa
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import json
 import typing
@@ -108,8 +109,14 @@ def build(cls: type, params: dict[str, Any]):
         raise ConfigError(f"{cls.__qualname__}: invalid parameters: {exc}") from exc
 
 
+def _python_only(hint) -> bool:
+    """A callable (an injected clock, a model function) cannot come from a parameter string."""
+    options = typing.get_args(hint) if typing.get_origin(hint) is typing.Union else (hint,)
+    return any(o is not type(None) and (typing.get_origin(o) or o) is collections.abc.Callable for o in options)
+
+
 def describe(cls: type) -> list[dict]:
-    """The constructor's parameters for `seldon-router list`."""
+    """The constructor's parameters that Seldon parameters can set, for `seldon-router list`."""
     try:
         hints = typing.get_type_hints(cls.__init__)
     except Exception:
@@ -119,6 +126,8 @@ def describe(cls: type) -> list[dict]:
         if name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
             continue
         hint = hints.get(name)
+        if _python_only(hint):
+            continue
         type_name = (str(hint).replace("typing.", "") if typing.get_origin(hint)
                      else getattr(hint, "__name__", "")) if hint else ""
         out.append({"name": name, "type": type_name,

@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 import requests
-
 from servers import free_port, running_router
+
+from seldon_routers import registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,6 +22,10 @@ def test_list_shows_builtins_with_their_parameters():
     out = cli("list")
     assert out.returncode == 0
     assert "ab-test" in out.stdout and "n_branches" in out.stdout and "weights" in out.stdout
+    listed = [line.split()[0] for line in out.stdout.splitlines() if line and not line.startswith(" ")]
+    assert listed == list(registry.BUILTINS)
+    # a Python-only argument (the injected clock) is no parameter a deployment can set
+    assert "clock" not in out.stdout and "sticky_key" in out.stdout
 
 
 def test_bad_parameter_stops_startup_naming_it():
