@@ -1,7 +1,7 @@
-"""The time-of-day router behind a real server (`seldon-router serve` by import path, as
-users can before it is registered), on the real clock: windows placed around the time the
-test runs, so the expected window is known. REST /route and gRPC Route carry its tags,
-/state shows the schedule, NoRoute is a 404 / NOT_FOUND, and a bad schedule stops start-up."""
+"""The time-of-day router behind a real server (`seldon-router serve time-of-day`), on the
+real clock: windows placed around the time the test runs, so the expected window is
+known. REST /route and gRPC Route carry its tags, /state shows the schedule, NoRoute is a
+404 / NOT_FOUND, and a bad schedule stops start-up."""
 
 import json
 import subprocess
@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from seldon_routers.proto import prediction_pb2 as pb
 from servers import running_router
 
-ROUTER = "seldon_routers.routers.time_of_day:TimeOfDay"
+ROUTER = "time-of-day"
 BODY = {"data": {"ndarray": [[1.0, 2.0]]}}
 ZONE = "Asia/Kolkata"  # +05:30 all year, given by the parameter over the config's UTC
 
