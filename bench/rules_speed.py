@@ -1,11 +1,13 @@
 """In-process speed of the rules router's route decision with 20 rules, beside ab-test's
-on the same machine in one run. Prints medians and the ratio.
+(random and sticky), time-of-day's and canary's on the same machine in one run. Prints
+medians and each one's ratio to ab-test.
 
     python bench/rules_speed.py [--batches 400]
 
 The 20 rules are a realistic mix (header exact/prefix/regex, path globs, query, tags, a
 JSON field, one any_of); the request matches rule 19 of 20, so nearly every rule is
-evaluated, and a weighted 90/10 choice is made there. A figure is the median over batches
+evaluated, and a weighted 90/10 choice is made there. time-of-day has three windows and the
+clock in a weighted one; canary is Progressing at 25% with a sticky user header. A figure is the median over batches
 of the mean time per `decide` call within a batch of 1,000, the Request built once (the
 server builds it whatever the router).
 """
@@ -16,7 +18,7 @@ import argparse
 import statistics
 import time
 
-from seldon_routers import ABTest, Request, RuleRouter
+from seldon_routers import ABTest, Canary, Request, RuleRouter, TimeOfDay
 from seldon_routers.request import Headers
 
 BATCH = 1000
@@ -69,16 +71,24 @@ def main() -> None:
                       meta={"puid": "", "tags": {"tier": "silver"}, "routing": {}, "requestPath": {}})
     matched = rules.decide(request).tags["rule"]
     assert [r.label for r in rules.rules].index(matched) == len(rules.rules) - 2, matched
-    for _ in range(2):  # warm both, then time them alternately
-        median_us(rules.decide, request, 20), median_us(ab.decide, request, 20)
-    ab_us = median_us(ab.decide, request, args.batches)
-    rules_us = median_us(rules.decide, request, args.batches)
+    tod = TimeOfDay(config={"children": CHILDREN, "default": CHILDREN[0], "windows": [
+        {"name": "night", "start": "22:00", "end": "06:00", "to": CHILDREN[1]},
+        {"name": "weekend", "days": "sat-sun", "start": "00:00", "end": "24:00", "to": CHILDREN[2]},
+        {"name": "always", "start": "00:00", "end": "00:00",
+         "to": [{"child": CHILDREN[3], "weight": 9}, {"child": CHILDREN[4], "weight": 1}]}]},
+        timezone="Europe/London", seed=0, clock=lambda: 1_767_000_000.0)  # a Monday at 09:20 UTC
+    canary = Canary(branch_names=CHILDREN[:2], step_weights="25:50", min_reward=0.9, seed=0,
+                    sticky_key="header:x-model", interval=3600)
+    sticky_ab = ABTest(n_branches=5, seed=0, sticky_key="header:x-model")
+    routers = {"ab-test": ab.decide, "ab-test sticky": sticky_ab.decide, "rules": rules.decide,
+               "time-of-day": tod.decide, "canary sticky": canary.decide}
+    for decide in routers.values():  # warm every one, then time them in turn
+        median_us(decide, request, 20)
+    times = {name: median_us(decide, request, args.batches) for name, decide in routers.items()}
     print(f"{len(rules.rules)} rules, the request matches rule {matched!r} ({len(rules.rules) - 1} of {len(rules.rules)})")
-    print(f"{'router':<10} {'route us (median)':>18}")
-    print(f"{'ab-test':<10} {ab_us:>18.2f}")
-    print(f"{'rules':<10} {rules_us:>18.2f}")
-    print(f"ratio rules / ab-test: {rules_us / ab_us:.1f}x")
-
+    print(f"{'router':<15} {'route us (median)':>18} {'/ ab-test':>10}")
+    for name, us in times.items():
+        print(f"{name:<15} {us:>18.2f} {us / times['ab-test']:>9.1f}x")
 
 if __name__ == "__main__":
     main()
