@@ -13,12 +13,14 @@ from .routers.bandits.epsilon_greedy import EpsilonGreedy
 from .routers.bandits.linear import LinUCB
 from .routers.bandits.thompson import ThompsonSampling
 from .routers.bandits.ucb import UCB1
+from .routers.classifier import ClassifierRouter  # torch/onnxruntime load only with a model
 from .routers.rules import RuleRouter
 
 __all__ = [
     "ALL_CHILDREN",
     "NO_CHILDREN",
     "ABTest",
+    "ClassifierRouter",
     "EpsilonGreedy",
     "LinUCB",
     "RuleRouter",

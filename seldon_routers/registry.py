@@ -17,6 +17,7 @@ BUILTINS = {
     "ucb1": "seldon_routers.routers.bandits.ucb:UCB1",
     "lin-ucb": "seldon_routers.routers.bandits.linear:LinUCB",
     "rules": "seldon_routers.routers.rules.router:RuleRouter",
+    "classifier": "seldon_routers.routers.classifier.router:ClassifierRouter",
 }
 
 
