@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -144,7 +145,9 @@ def load_torchscript(path: str, device: str) -> Loaded:
     dev = torch_device(torch, device)
     extra = {META_FILE: ""}
     try:
-        module = torch.jit.load(path, map_location=dev, _extra_files=extra)
+        with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript; loading it still works
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(path, map_location=dev, _extra_files=extra)
     except Exception as exc:
         raise ConfigError(f"model_path: {path!r} is not a loadable TorchScript file: {exc}") from None
     meta = json.loads(extra[META_FILE]) if extra[META_FILE] else {}
