@@ -95,7 +95,7 @@ class Batcher:
                 if self._pid != os.getpid() or self._thread is None:
                     if self._pid != os.getpid():
                         self._queue = queue.SimpleQueue()
-                    self._thread = threading.Thread(target=self._work, name=f"{self.name}-batcher", daemon=True)
+                    self._thread = threading.Thread(target=self._work, name="seldon-router-batcher", daemon=True)
                     self._pid = os.getpid()
                     self._thread.start()
 

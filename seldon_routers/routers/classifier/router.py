@@ -187,7 +187,7 @@ class ClassifierRouter(Router):
             for rows in sorted({1, self.max_batch_size}):
                 self._build_table(self._probabilities(np.zeros((rows, *self.input_shape), loaded.dtype)))
         self._batcher = Batcher(self._probabilities, self.max_batch_size, self.max_batch_delay_ms,
-                                finish=self._decision, on_batch=self._observe, name=self.describe())
+                                finish=self._decision, on_batch=self._observe, name=f"router {self.describe()}")
 
     def _build_table(self, probs: np.ndarray) -> None:
         if self._table is not None:
