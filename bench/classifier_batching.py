@@ -127,7 +127,8 @@ def main() -> int:
     for d in devices:
         for c in CONCURRENCY:
             u, b = results[d]["unbatched", c], results[d]["batched", c]
-            print(f"{d:<6} {c:>4} | {fmt(u)} | {fmt(b)} | {b['ips'] / u['ips']:>5.2f}x {b['p99'] - u['p99'] + 0.0:>+8.3f}")
+            delta = b["p99"] - u["p99"] + 0.0
+            print(f"{d:<6} {c:>4} | {fmt(u)} | {fmt(b)} | {b['ips'] / u['ips']:>5.2f}x {delta:>+8.3f}")
     checks = []
     for d in devices:
         r = results[d]

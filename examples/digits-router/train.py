@@ -64,12 +64,13 @@ def train(epochs: int, seed: int = 0) -> tuple[nn.Module, float]:
 
 def export(model: nn.Module, out: str) -> None:
     example = torch.zeros(1, *INPUT_SHAPE)
-    scripted = torch.jit.trace(model, example)
-    # The router reads the input shape from this extra file (no input_shape parameter needed).
-    torch.jit.save(scripted, os.path.join(out, "model.pt"),
-                   _extra_files={"seldon_routers.json": json.dumps({"input_shape": INPUT_SHAPE})})
-    with warnings.catch_warnings():  # the legacy (TorchScript-based) exporter: no onnxscript needed
+    with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript and the legacy ONNX exporter
         warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.trace(model, example)
+        # The router reads the input shape from this extra file (no input_shape parameter needed).
+        torch.jit.save(scripted, os.path.join(out, "model.pt"),
+                       _extra_files={"seldon_routers.json": json.dumps({"input_shape": INPUT_SHAPE})})
+        # The legacy (TorchScript-based) exporter: it needs the onnx package only, not onnxscript.
         torch.onnx.export(model, (example,), os.path.join(out, "model.onnx"), input_names=["image"],
                           output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
                           opset_version=17, dynamo=False)
@@ -80,7 +81,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--out", default=HERE, help="where model.pt and model.onnx go (default: beside this script)")
     args = ap.parse_args()
-    torch.set_num_threads(min(4, os.cpu_count() or 1))
+    torch.set_num_threads(1)  # a model this small trains as fast on one thread, and never oversubscribes
     start = time.perf_counter()
     model, accuracy = train(args.epochs)
     export(model, args.out)

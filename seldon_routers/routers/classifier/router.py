@@ -5,7 +5,6 @@ the request goes to `fallback`. Concurrent calls are micro-batched into one mode
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
 from typing import Callable, Optional, Union
@@ -15,7 +14,7 @@ import numpy as np
 from ...errors import BadRequest, ConfigError, NoRoute, NotReady, RouterFailed
 from ...request import Request
 from ...router import NO_CHILDREN, Decision, Router
-from .._arms import parse_list, resolve_arms
+from .._arms import parse_json, parse_list, resolve_arms
 from . import backends
 from .batcher import Batcher
 
@@ -30,7 +29,7 @@ def _shape(value, field: str) -> Optional[tuple]:
     items = value
     if isinstance(value, str):
         text = value.strip().strip("()")
-        items = json.loads(text) if text.startswith("[") else [s for s in re.split(r"[,x\s]+", text) if s]
+        items = parse_json(text, field) if text.startswith("[") else [s for s in re.split(r"[,x\s]+", text) if s]
     try:
         shape = tuple(int(v) for v in items)
     except (TypeError, ValueError):
@@ -62,13 +61,7 @@ def _mapping(value, names: Optional[list]) -> Optional[dict]:
         return None
     if isinstance(value, str):
         text = value.strip()
-        if text.startswith("{"):
-            try:
-                value = json.loads(text)
-            except ValueError as exc:
-                raise ConfigError(f"class_to_child: not valid JSON: {exc}") from None
-        else:
-            value = parse_list(text, "class_to_child")
+        value = parse_json(text, "class_to_child") if text.startswith("{") else parse_list(text, "class_to_child")
     if isinstance(value, (list, tuple)):
         value = dict(enumerate(value))
     if not isinstance(value, dict) or not value:
@@ -149,7 +142,7 @@ class ClassifierRouter(Router):
             raise ConfigError(f"fallback: min_confidence={min_confidence} needs a fallback child (an index, a "
                               "name, -1 for all children or -2 for none)")
         if names is None and self.class_to_child is not None:
-            used = [c for c in self.class_to_child.values() if c >= 0] + [self.fallback or -1]
+            used = list(self.class_to_child.values()) + [-1 if self.fallback is None else self.fallback]
             names = [str(i) for i in range(max(used) + 1)] if max(used) >= 0 else None
         if names is None and self.labels is not None:  # identity: one child per class
             names = [str(i) for i in range(len(self.labels))]
@@ -161,7 +154,7 @@ class ClassifierRouter(Router):
         self.trust_pickle, self.warmup = trust_pickle, warmup
         self._loaded: Optional[backends.Loaded] = None
         self._batcher: Optional[Batcher] = None
-        self._table: Optional[list] = None  # per class: its ready-made Decision, or None (no child)
+        self._table: Optional[list] = None  # per class: its child, or None (none: the fallback's)
         self._observers: list = []  # per-batch hooks (rows, seconds): the server's Prometheus histograms
 
     # --- loading ------------------------------------------------------------------------
@@ -206,8 +199,9 @@ class ClassifierRouter(Router):
                     raise ConfigError(f"class_to_child: {key!r} is not a class of the model "
                                       f"(0..{n_classes - 1}: {', '.join(labels)})")
                 mapping[index] = child
-        if self.branch_names is None:
-            self.branch_names = [str(i) for i in range(max(mapping.values(), default=-1) + 1)]
+        if self.branch_names is None:  # identity, or a mapping to -1/-2 only: the children are those named
+            top = max([*mapping.values(), -1 if self.fallback is None else self.fallback])
+            self.branch_names = [str(i) for i in range(top + 1)]
             self.n_children = len(self.branch_names)
         unmapped = [labels[k] for k in range(n_classes) if k not in mapping]
         if unmapped and self.fallback is None:

@@ -71,6 +71,7 @@ def test_a_declared_input_shape_must_match_the_model(backend):
         ClassifierRouter(model_path=MODELS[backend], input_shape="64", class_to_child=SPECIALISTS).load()
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # TorchScript, deprecated since torch 2.10
 def test_torchscript_without_a_declared_shape_needs_input_shape(tmp_path):
     torch = need("torch", "torch")
     path = tmp_path / "bare.pt"

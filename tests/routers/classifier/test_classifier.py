@@ -81,6 +81,13 @@ def test_low_confidence_goes_to_fallback(fallback, expected):
     assert unsure.tags["branch"] == ({1: "high"}.get(expected))
 
 
+def test_the_number_of_children_counts_the_fallback():
+    assert ClassifierRouter(model=one_hot_model(), input_shape="4", class_to_child={"0": -2}, fallback=0,
+                            min_confidence=0.5).n_children == 1
+    router = loaded(fallback=5)  # identity over 4 classes, and a sixth child for the rest
+    assert router.n_children == 6 and router.classify(np.full((1, 4), 0.25)).child == 0
+
+
 def test_a_class_without_a_child_goes_to_fallback():
     router = loaded(class_to_child={"0": 0, "1": 1}, fallback=-2)
     assert router.classify(E[3:4]).child == -2 and router.classify(E[3:4]).tags["fallback"] is True
