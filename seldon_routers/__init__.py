@@ -14,6 +14,7 @@ from .routers.bandits.epsilon_greedy import EpsilonGreedy
 from .routers.bandits.linear import LinUCB
 from .routers.bandits.thompson import ThompsonSampling
 from .routers.bandits.ucb import UCB1
+from .routers.classifier import ClassifierRouter  # torch/onnxruntime load only with a model
 from .routers.rules import RuleRouter
 from .routers.time_of_day import TimeOfDay
 
@@ -22,6 +23,7 @@ __all__ = [
     "NO_CHILDREN",
     "ABTest",
     "Canary",
+    "ClassifierRouter",
     "EpsilonGreedy",
     "LinUCB",
     "RuleRouter",

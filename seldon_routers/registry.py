@@ -19,6 +19,7 @@ BUILTINS = {
     "rules": "seldon_routers.routers.rules.router:RuleRouter",
     "time-of-day": "seldon_routers.routers.time_of_day:TimeOfDay",
     "canary": "seldon_routers.routers.canary.router:Canary",
+    "classifier": "seldon_routers.routers.classifier.router:ClassifierRouter",
 }
 
 

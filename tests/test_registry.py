@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from seldon_routers import ABTest, ConfigError
@@ -21,16 +23,20 @@ def test_unknown_routers_are_config_errors(spec, match):
         registry.resolve(spec)
 
 
-# What a built-in needs beyond n_branches and seed, as `--param` strings.
-REQUIRED = {
-    "rules": ['config={"rules": [{"to": 0}]}'],
-    "time-of-day": ['config={"default": 0, "windows": []}'],
-    "canary": ["min_reward=0.5"],
+DIGITS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "digits-router",
+                      "model.onnx")
+# The `--param` strings each built-in is given: n_branches, plus what it needs (a config, a
+# criterion, a model) and its seed where it draws at random.
+PARAMS = {
+    "rules": ['config={"rules": [{"to": 0}]}', "seed=1"],
+    "time-of-day": ['config={"default": 0, "windows": []}', "seed=1"],
+    "canary": ["min_reward=0.5", "seed=1"],
+    "classifier": [f"model_path={DIGITS}", 'class_to_child={"0": 0, "1": 1}', "fallback=2"],
 }
 
 
 def test_every_builtin_builds_from_string_parameters():
     for name in registry.BUILTINS:
-        pairs = ["n_branches=3", "seed=1", *REQUIRED.get(name, [])]
+        pairs = ["n_branches=3", *PARAMS.get(name, ["seed=1"])]
         router = params.build(registry.resolve(name), params.from_pairs(pairs))
         assert router.n_children == 3, name

@@ -8,15 +8,20 @@ from typing import Sequence
 from ..errors import ConfigError
 
 
+def parse_json(text: str, field: str, what: str = "valid JSON"):
+    """A JSON parameter; invalid JSON is a ConfigError naming the field."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{field}: not {what}: {exc}") from None
+
+
 def parse_list(value, field: str, convert=str) -> list:
     """A list parameter given as a list, a JSON list, or Seldon's 'a:b:c' string."""
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except ValueError as exc:
-                raise ConfigError(f"{field}: not a valid JSON list: {exc}") from None
+            value = parse_json(text, field, "a valid JSON list")
         else:
             value = text.split(":") if text else []
     if not isinstance(value, (list, tuple)):

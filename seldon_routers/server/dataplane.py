@@ -95,6 +95,9 @@ class DataPlane:
         # Hooks that cost a call per request only when the router defines them.
         self._has_tags = _overrides(self.router, "tags")
         self._has_metrics = _overrides(self.router, "metrics")
+        register = _hook(self.router, "register_metrics")
+        if register is not None:  # a router's own Prometheus metrics, in this unit's registry
+            register(self.metrics.registry)
 
     def load(self) -> None:
         self.router.load()

@@ -1,0 +1,314 @@
+"""`classifier`: model as a router. A classifier (TorchScript, ONNX or a Python callable)
+names a class for the request, and the class names the child; below `min_confidence`
+the request goes to `fallback`. Concurrent calls are micro-batched into one model call."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+from ...errors import BadRequest, ConfigError, NoRoute, NotReady, RouterFailed
+from ...request import Request
+from ...router import NO_CHILDREN, Decision, Router
+from .._arms import parse_json, parse_list, resolve_arms
+from . import backends
+from .batcher import Batcher
+
+_INT = re.compile(r"^-?\d+$")
+_NUMERIC = "biuf"  # numpy dtype kinds the classifier takes: bool, int, uint, float
+
+
+def _shape(value, field: str) -> Optional[tuple]:
+    """'1,8,8', '1x8x8', a JSON list or a list: positive ints, per row (no batch dim)."""
+    if value is None:
+        return None
+    items = value
+    if isinstance(value, str):
+        text = value.strip().strip("()")
+        items = parse_json(text, field) if text.startswith("[") else [s for s in re.split(r"[,x\s]+", text) if s]
+    try:
+        shape = tuple(int(v) for v in items)
+    except (TypeError, ValueError):
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise ConfigError(f"{field}: expected positive integers per row, like 1,8,8, got {value!r}")
+    return shape
+
+
+def _child_ref(value, names: Optional[list], field: str) -> Union[int, str]:
+    """A child given as an index (also -1: all, -2: none) or a branch name."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{field}: expected a child index or name, got {value!r}")
+    if isinstance(value, int) or (isinstance(value, str) and _INT.match(value.strip())):
+        child = int(value)
+        if child < NO_CHILDREN or (names is not None and child >= len(names)):
+            top = f"..{len(names) - 1}" if names is not None else " or more"
+            raise ConfigError(f"{field}: child {child} is not -2, -1, 0{top}")
+        return child
+    if isinstance(value, str) and names is not None and value in names:
+        return names.index(value)
+    raise ConfigError(f"{field}: {value!r} is not a child index or one of branch_names "
+                      f"({', '.join(names) if names else 'none given'})")
+
+
+def _mapping(value, names: Optional[list]) -> Optional[dict]:
+    """class_to_child as {class index or label: child index}."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        value = parse_json(text, "class_to_child") if text.startswith("{") else parse_list(text, "class_to_child")
+    if isinstance(value, (list, tuple)):
+        value = dict(enumerate(value))
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"class_to_child: expected a JSON object or list (class -> child), got {value!r}")
+    out = {}
+    for key, child in value.items():
+        key = int(key) if isinstance(key, int) or _INT.match(str(key).strip()) else str(key)
+        out[key] = _child_ref(child, names, f"class_to_child[{key!r}]")
+    return out
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    z = scores - scores.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+class ClassifierRouter(Router):
+    """Routes each request by the class a classifier predicts for it (docs/classifier.md).
+
+    model_path: a local .pt (TorchScript) or .onnx file; pickles only with trust_pickle.
+    model: (Python only) a callable taking a float32 batch and returning (N, C) scores.
+    backend: auto (from the extension), torchscript, onnx, pickle or callable.
+    device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N.
+    input_shape: the shape of one row without the batch dim, '1,8,8'; read from the model
+      when it tells (ONNX, or a TorchScript file exported with seldon_routers.json).
+    labels: class names, 'a:b:c' or a JSON list (else the model's, else indices).
+    class_to_child: class index or label -> child index or name, a JSON object or list
+      (default: class i -> child i). A class without a child goes to fallback.
+    branch_names, n_branches: the children, as for the other routers.
+    min_confidence: below this top-class probability the request goes to fallback.
+    fallback: a child (index or name), -1 (all children) or -2 (none).
+    output: what the model returns: logits (softmax applied) or probabilities.
+    max_batch_size, max_batch_delay_ms: micro-batching (1 row: no batching; delay 0: a
+      lone call never waits, batches form while the previous one runs).
+    trust_pickle: allow pickled models (unpickling runs code from the file).
+    warmup: run the model once at load; /ready waits for that answer.
+    """
+
+    name = "classifier"
+
+    def __init__(self, model_path: Optional[str] = None, model: Optional[Callable] = None, backend: str = "auto",
+                 device: str = "auto", input_shape: Union[str, list, None] = None,
+                 labels: Union[str, list, None] = None, class_to_child: Union[str, dict, list, None] = None,
+                 branch_names: Union[str, list, None] = None, n_branches: Optional[int] = None,
+                 min_confidence: float = 0.0, fallback: Union[int, str, None] = None, output: str = "logits",
+                 max_batch_size: int = 32, max_batch_delay_ms: float = 0.0, trust_pickle: bool = False,
+                 warmup: bool = True):
+        if (model_path is None) == (model is None):
+            raise ConfigError("model_path: give a model file (model_path) or, from Python, a callable "
+                              "(model); exactly one")
+        if backend not in backends.BACKENDS:
+            raise ConfigError(f"backend: {backend!r} is not one of {', '.join(backends.BACKENDS)}")
+        if model is not None:
+            if backend not in ("auto", "callable"):
+                raise ConfigError(f"backend: {backend!r} needs model_path; `model` is a Python callable")
+            backend = "callable"
+        else:
+            backend = backends.check_path(model_path, backend, trust_pickle)
+        if not isinstance(device, str) or not backends.DEVICE.match(device):
+            raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}")
+        if output not in ("logits", "probabilities"):
+            raise ConfigError(f"output: expected logits or probabilities, got {output!r}")
+        if not 0.0 <= min_confidence <= 1.0:
+            raise ConfigError(f"min_confidence: must be within [0, 1], got {min_confidence!r}")
+        if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
+            raise ConfigError(f"max_batch_size: must be an integer >= 1, got {max_batch_size!r}")
+        if not 0.0 <= max_batch_delay_ms <= 1000.0:
+            raise ConfigError(f"max_batch_delay_ms: must be within [0, 1000], got {max_batch_delay_ms!r}")
+        self.model_path, self.model, self.backend, self.device = model_path, model, backend, device
+        self.input_shape = _shape(input_shape, "input_shape")
+        self.labels = parse_list(labels, "labels") if labels is not None else None
+        names = resolve_arms(n_branches, branch_names) if (n_branches, branch_names) != (None, None) else None
+        self.class_to_child = _mapping(class_to_child, names)
+        self.fallback = None if fallback is None else _child_ref(fallback, names, "fallback")
+        if min_confidence > 0 and self.fallback is None:
+            raise ConfigError(f"fallback: min_confidence={min_confidence} needs a fallback child (an index, a "
+                              "name, -1 for all children or -2 for none)")
+        if names is None and self.class_to_child is not None:
+            used = list(self.class_to_child.values()) + [-1 if self.fallback is None else self.fallback]
+            names = [str(i) for i in range(max(used) + 1)] if max(used) >= 0 else None
+        if names is None and self.labels is not None:  # identity: one child per class
+            names = [str(i) for i in range(len(self.labels))]
+        self.branch_names = names
+        self.n_children = len(names) if names is not None else None
+        self.min_confidence = float(min_confidence)
+        self.output = output
+        self.max_batch_size, self.max_batch_delay_ms = max_batch_size, float(max_batch_delay_ms)
+        self.trust_pickle, self.warmup = trust_pickle, warmup
+        self._loaded: Optional[backends.Loaded] = None
+        self._batcher: Optional[Batcher] = None
+        self._table: Optional[list] = None  # per class: its child, or None (none: the fallback's)
+        self._observers: list = []  # per-batch hooks (rows, seconds): the server's Prometheus histograms
+
+    # --- loading ------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Loads the model, checks its input against input_shape, warms it up: the server
+        turns /ready on once this returns, i.e. once the model has answered."""
+        if self._batcher is not None:
+            return
+        loaded = backends.load(self.backend, self.model_path, self.model, self.device)
+        shape = self.input_shape or loaded.input_shape
+        if shape is None:
+            raise ConfigError(f"input_shape: the {loaded.backend} model does not say what one row looks like; "
+                              "set input_shape (e.g. 1,8,8)")
+        if self.input_shape and loaded.input_shape and self.input_shape != loaded.input_shape:
+            raise ConfigError(f"input_shape: {self.input_shape} given, but the model takes {loaded.input_shape}")
+        self.input_shape, self._loaded, self.device = tuple(shape), loaded, loaded.device
+        self.labels = self.labels or loaded.labels
+        if self.output == "logits" and loaded.info.get("probabilities"):
+            self.output = "probabilities"  # predict_proba already returns probabilities
+        self._flat = math.prod(self.input_shape)
+        if self.warmup:
+            for rows in sorted({1, self.max_batch_size}):
+                self._build_table(self._probabilities(np.zeros((rows, *self.input_shape), loaded.dtype)))
+        self._batcher = Batcher(self._probabilities, self.max_batch_size, self.max_batch_delay_ms,
+                                finish=self._decision, on_batch=self._observe, name=f"router {self.describe()}")
+
+    def _build_table(self, probs: np.ndarray) -> None:
+        if self._table is not None:
+            return
+        n_classes = probs.shape[1]
+        labels = self.labels or [str(i) for i in range(n_classes)]
+        if len(labels) != n_classes:
+            raise ConfigError(f"labels: {len(labels)} given, but the model scores {n_classes} classes")
+        if self.class_to_child is None:
+            mapping = {k: k for k in range(n_classes) if self.n_children is None or k < self.n_children}
+        else:
+            mapping = {}
+            for key, child in self.class_to_child.items():
+                index = key if isinstance(key, int) else labels.index(key) if key in labels else None
+                if index is None or not 0 <= index < n_classes:
+                    raise ConfigError(f"class_to_child: {key!r} is not a class of the model "
+                                      f"(0..{n_classes - 1}: {', '.join(labels)})")
+                mapping[index] = child
+        if self.branch_names is None:  # identity, or a mapping to -1/-2 only: the children are those named
+            top = max([*mapping.values(), -1 if self.fallback is None else self.fallback])
+            self.branch_names = [str(i) for i in range(top + 1)]
+            self.n_children = len(self.branch_names)
+        unmapped = [labels[k] for k in range(n_classes) if k not in mapping]
+        if unmapped and self.fallback is None:
+            raise ConfigError(f"class_to_child: classes {', '.join(unmapped)} have no child and there is no "
+                              "fallback; map them or set fallback")
+        self._classes = list(self.labels) if self.labels else list(range(n_classes))  # what tags say
+        self._table = [mapping.get(k) for k in range(n_classes)]
+
+    def register_metrics(self, registry) -> None:
+        """The server's hook: batch sizes and inference time per batch, as histograms."""
+        from prometheus_client import Histogram
+
+        sizes = Histogram("seldon_router_classifier_batch_size", "Rows per model call (micro-batch size).",
+                          registry=registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+        seconds = Histogram("seldon_router_classifier_inference_seconds", "Model time per batch.",
+                            registry=registry,
+                            buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+        self._observers.append(lambda rows, secs: (sizes.observe(rows), seconds.observe(secs)))
+
+    def _observe(self, rows: int, seconds: float) -> None:
+        for observe in self._observers:
+            observe(rows, seconds)
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+
+    # --- one batch, in the batcher's thread ------------------------------------------------
+
+    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
+        scores = self._loaded.predict(batch)
+        if scores.ndim != 2 or len(scores) != len(batch):
+            raise RouterFailed(f"model: expected ({len(batch)}, C) scores for {len(batch)} rows, got shape "
+                               f"{scores.shape}")
+        scores = scores.astype(np.float32, copy=self.output == "logits")
+        return _softmax(scores) if self.output == "logits" else scores
+
+    def _decision(self, probs: np.ndarray) -> Decision:
+        """One caller's rows: the argmax of the rows' mean probabilities names the class."""
+        if self._table is None:  # warmup=false: the first batch tells how many classes there are
+            self._build_table(probs)
+        mean = probs[0] if len(probs) == 1 else probs.mean(axis=0)
+        k = int(mean.argmax())
+        p = float(mean[k])
+        child, fallback = self._table[k], False
+        if p < self.min_confidence or child is None:
+            child, fallback = self.fallback, True
+            if child is None:
+                raise NoRoute(f"router {self.describe()}: class {self._classes[k]!r} has no child and there is "
+                              "no fallback")
+        branch = self.branch_names[child] if child >= 0 else None
+        return Decision(child, {"class": self._classes[k], "probability": p, "route": child, "branch": branch,
+                                "fallback": fallback})
+
+    # --- requests -----------------------------------------------------------------------
+
+    def _rows(self, features, kind: str = "") -> np.ndarray:
+        """The request's features as a contiguous batch of the model's rows and dtype."""
+        shape = self.input_shape
+        expected = f"(N, {', '.join(map(str, shape))})" + (f" (or (N, {self._flat}))" if len(shape) > 1 else "")
+        if features is None or isinstance(features, (str, bytes, dict)) or not hasattr(features, "__len__"):
+            got = kind or type(features).__name__
+            raise BadRequest(f"features: expected numeric tensor data of shape {expected}, got {got}")
+        arr = np.asarray(features)
+        if arr.dtype.kind not in _NUMERIC:
+            raise BadRequest(f"features: expected numbers of shape {expected}, got dtype {arr.dtype}")
+        if arr.shape[1:] != shape:
+            if arr.ndim == 2 and arr.shape[1] == self._flat:
+                arr = arr.reshape((len(arr), *shape))
+            else:
+                raise BadRequest(f"features: expected shape {expected}, got {arr.shape}")
+        if len(arr) == 0:
+            raise BadRequest(f"features: expected shape {expected} with N >= 1, got {arr.shape}")
+        return np.ascontiguousarray(arr, dtype=self._loaded.dtype)
+
+    def _submit(self, features, kind: str = ""):
+        if self._batcher is None:
+            raise NotReady(f"router {self.describe()}: the model is not loaded yet (call load())")
+        return self._batcher.submit(self._rows(features, kind))
+
+    def decide(self, request: Request):
+        """On the server's event loop: an awaitable, so the loop serves others meanwhile."""
+        future = self._submit(request.features, request.kind)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return future.result()
+        return asyncio.wrap_future(future, loop=loop)
+
+    def route(self, features, feature_names, **kwargs) -> int:
+        """Seldon's wrapper entry (threads): blocks until this call's batch has run."""
+        return self._submit(features).result().child
+
+    def classify(self, features) -> Decision:
+        """The decision with its tags, from any thread (tests, the bench)."""
+        return self._submit(features).result()
+
+    # --- introspection -----------------------------------------------------------------
+
+    def state(self) -> dict:
+        loaded = self._loaded
+        return {"backend": self.backend, "device": self.device, "model_path": self.model_path,
+                "input_shape": list(self.input_shape) if self.input_shape else None,
+                "labels": self.labels, "children": self.branch_names,
+                "class_to_child": None if self._table is None else
+                {str(c): child for c, child in zip(self._classes, self._table)},
+                "fallback": self.fallback, "min_confidence": self.min_confidence, "output": self.output,
+                "batching": {"max_batch_size": self.max_batch_size, "max_batch_delay_ms": self.max_batch_delay_ms,
+                             **(self._batcher.stats.as_dict() if self._batcher else {})},
+                "runtime": loaded.info if loaded else {}}

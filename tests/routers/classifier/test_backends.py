@@ -1,0 +1,172 @@
+"""The TorchScript and ONNX backends on the committed digits models: known digits go to the
+right specialist, the input shape is read from the model, devices are chosen (auto -> CUDA
+when there is one), pickles are refused unless trusted. A GPU test runs where CUDA is."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from classifier_models import one_hot_model
+from conftest import MODELS, SPECIALISTS, need, need_backend
+from seldon_routers import ClassifierRouter
+from seldon_routers.errors import ConfigError
+
+BACKENDS = list(MODELS)
+
+
+def digits_router(backend: str, **kwargs) -> ClassifierRouter:
+    need_backend(backend)
+    router = ClassifierRouter(model_path=MODELS[backend], class_to_child=SPECIALISTS, **kwargs)
+    router.load()
+    return router
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_known_digits_go_to_the_right_specialist(backend, heldout):
+    x, y = heldout
+    router = digits_router(backend)
+    assert router.backend == backend and router.input_shape == (1, 8, 8)  # read from the model file
+    decisions = [router.classify(x[i:i + 1]) for i in range(len(x))]
+    routed = np.mean([d.child == SPECIALISTS[t] for d, t in zip(decisions, y)])
+    classified = np.mean([d.tags["class"] == t for d, t in zip(decisions, y)])
+    assert routed >= 0.95 and classified >= 0.9, (routed, classified)
+    assert all(d.tags["route"] == d.child and d.tags["branch"] == str(d.child) for d in decisions)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_flat_rows_and_batched_requests(backend, heldout):
+    x, y = heldout
+    router = digits_router(backend)
+    one_by_one = [router.classify(x[i:i + 1]).tags["class"] for i in range(20)]
+    flat = [router.classify(x[i:i + 1].reshape(1, 64)).tags["class"] for i in range(20)]
+    assert one_by_one == flat
+    sevens = x[y == 7][:5]
+    assert router.classify(sevens).tags["class"] == 7 and router.classify(sevens).child == 1
+
+
+def test_torchscript_and_onnx_agree(heldout):
+    x, _ = heldout
+    ts, ox = digits_router("torchscript"), digits_router("onnx")
+    for i in range(0, len(x), 15):
+        a, b = ts.classify(x[i:i + 1]), ox.classify(x[i:i + 1])
+        assert a.tags["class"] == b.tags["class"]
+        assert a.tags["probability"] == pytest.approx(b.tags["probability"], abs=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_declared_input_shape_must_match_the_model(backend):
+    need_backend(backend)  # ONNX declares its input; train.py writes TorchScript's into an extra file
+    with pytest.raises(ConfigError, match=r"input_shape: \(64,\) given, but the model takes \(1, 8, 8\)"):
+        ClassifierRouter(model_path=MODELS[backend], input_shape="64", class_to_child=SPECIALISTS).load()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # TorchScript, deprecated since torch 2.10
+def test_torchscript_without_a_declared_shape_needs_input_shape(tmp_path):
+    torch = need("torch", "torch")
+    path = tmp_path / "bare.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(4, 3)), str(path))
+    with pytest.raises(ConfigError, match="input_shape: the torchscript model does not say"):
+        ClassifierRouter(model_path=str(path)).load()
+    router = ClassifierRouter(model_path=str(path), input_shape="4", n_branches=3)
+    router.load()
+    assert router.classify(np.ones((2, 4))).child in (0, 1, 2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_device_auto_picks_cuda_when_there_is_one_else_cpu(backend):
+    router = digits_router(backend)
+    expected = "cuda" if backend == "torchscript" and cuda_available() else "cpu"
+    assert router.device.startswith(expected) and router.state()["device"] == router.device
+    assert digits_router(backend, device="cpu").device == "cpu"
+
+
+@pytest.mark.skipif(cuda_available(), reason="this machine has CUDA: asking for it is valid")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_explicit_cuda_without_cuda_is_a_config_error(backend):
+    need_backend(backend)
+    if backend == "onnx":
+        import onnxruntime
+
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            pytest.skip("onnxruntime has a CUDA provider here")
+    with pytest.raises(ConfigError, match=r"device: 'cuda' asked for, but .* (no CUDA|has no CUDA provider)"):
+        ClassifierRouter(model_path=MODELS[backend], class_to_child=SPECIALISTS, device="cuda").load()
+
+
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA device: the GPU test runs where PyTorch sees one")
+def test_on_the_gpu_the_digits_route_as_on_the_cpu(heldout):
+    x, y = heldout
+    gpu, cpu = digits_router("torchscript", device="cuda"), digits_router("torchscript", device="cpu")
+    assert gpu.device == "cuda"
+    for i in range(0, len(x), 5):
+        a, b = gpu.classify(x[i:i + 1]), cpu.classify(x[i:i + 1])
+        assert a.child == b.child and a.tags["class"] == b.tags["class"]
+        assert a.tags["probability"] == pytest.approx(b.tags["probability"], abs=1e-3)
+
+
+# --- pickles -------------------------------------------------------------------------------
+
+def test_a_pickle_is_refused_unless_trusted(tmp_path):
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(one_hot_model()))
+    with pytest.raises(ConfigError, match="model_path: .* is a pickle .* refused: unpickling runs arbitrary code"):
+        ClassifierRouter(model_path=str(path), input_shape="4")
+    router = ClassifierRouter(model_path=str(path), input_shape="4", trust_pickle=True)
+    router.load()
+    assert router.backend == "pickle" and router.classify(np.eye(4)[2:3]).child == 2
+
+
+def test_a_pickle_with_predict_proba_is_used_as_probabilities(tmp_path):
+    need("sklearn", "test")
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    path = tmp_path / "model.pickle"
+    path.write_bytes(pickle.dumps(model))
+    router = ClassifierRouter(model_path=str(path), input_shape="3", trust_pickle=True)
+    router.load()
+    assert router.output == "probabilities"
+    d = router.classify(np.array([[3.0, 0, 0]]))
+    assert d.child == 1 and d.tags["probability"] == pytest.approx(model.predict_proba([[3.0, 0, 0]])[0, 1], rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["module.pt", "module.pth"])
+def test_a_torch_saved_module_is_refused_unless_trusted(tmp_path, name):
+    torch = need("torch", "torch")
+    path = tmp_path / name
+    torch.save(torch.nn.Linear(4, 3), str(path))  # a pickle inside a zip, not TorchScript
+    with pytest.raises(ConfigError, match="is a pickle \\(or a torch.save'd module\\), refused"):
+        ClassifierRouter(model_path=str(path), input_shape="4", n_branches=3)
+    router = ClassifierRouter(model_path=str(path), input_shape="4", n_branches=3, trust_pickle=True)
+    router.load()
+    assert router.backend == "pickle" and router.classify(np.ones((1, 4))).child in (0, 1, 2)
+
+
+def test_unknown_extension_needs_a_backend(tmp_path):
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"\0")
+    with pytest.raises(ConfigError, match="model_path: cannot tell the backend from '.bin'"):
+        ClassifierRouter(model_path=str(path))
+    with pytest.raises(ConfigError, match="is a pickle"):  # not a TorchScript archive: treated as a pickle
+        ClassifierRouter(model_path=str(path), backend="torchscript")
+
+
+def test_a_broken_onnx_file_is_a_config_error(tmp_path):
+    need("onnxruntime", "onnx")
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"not onnx")
+    with pytest.raises(ConfigError, match="model_path: .* is not a loadable ONNX model"):
+        ClassifierRouter(model_path=str(path), input_shape="4").load()

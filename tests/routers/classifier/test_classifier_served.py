@@ -1,0 +1,134 @@
+"""The classifier behind real servers (`seldon-router serve classifier ...`, as users run it):
+digits routed over REST and gRPC, shape errors as 400 / INVALID_ARGUMENT naming both
+shapes, batch-size and inference-time histograms on /metrics, /ready only after warm-up."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+import requests
+from google.protobuf import json_format
+
+from conftest import HERE, MODELS, need
+from servers import RouterProcess, free_port, running_router, wait_http
+from seldon_routers.proto import prediction_pb2 as pb
+
+ENV = {"PYTHONPATH": os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)}
+SHAPE_ERROR = "features: expected shape (N, 1, 8, 8) (or (N, 64)), got (2, 3)"
+
+
+def route(url, body):
+    return requests.post(url + "/route", json=body, timeout=10)
+
+
+def grpc_route(target, body):
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary("/seldon.protos.Router/Route", request_serializer=pb.SeldonMessage.SerializeToString,
+                                   response_deserializer=pb.SeldonMessage.FromString)
+        return call(json_format.ParseDict(body, pb.SeldonMessage()), timeout=10)
+
+
+def metric(text: str, name: str) -> float:
+    found = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.M)
+    assert found, f"{name} not in /metrics"
+    return float(found.group(1))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    need("onnxruntime", "onnx")
+    with running_router("classifier", "--param", f"model_path={MODELS['onnx']}", "--param",
+                        "class_to_child=[0,0,0,0,0,1,1,1,1,1]", "--param", "branch_names=digits-0-4:digits-5-9",
+                        "--unit-id", "digits") as rp:
+        yield rp
+
+
+def test_known_digits_over_rest_and_grpc(digits, heldout):
+    x, y = heldout
+    for i in range(10):
+        rows = x[i:i + 1] if i % 2 else x[i:i + 1].reshape(1, 64)  # (1, 1, 8, 8) or flat (1, 64)
+        r = route(digits.url, {"data": {"ndarray": rows.tolist()}})
+        assert r.status_code == 200, r.text
+        tags = r.json()["meta"]["tags"]["digits"]
+        assert tags["class"] == int(y[i]) and tags["route"] == int(y[i] >= 5)
+        assert tags["branch"] == ["digits-0-4", "digits-5-9"][tags["route"]] and tags["fallback"] is False
+        assert r.json()["data"]["ndarray"] == [[tags["route"]]]
+    reply = grpc_route(digits.grpc_target, {"data": {"tensor": {"shape": [1, 64], "values": x[0].ravel().tolist()}}})
+    assert reply.meta.routing["digits"] == int(y[0] >= 5)
+
+
+def test_a_shape_error_is_a_400_naming_both_shapes(digits):
+    r = route(digits.url, {"data": {"ndarray": [[1, 2, 3], [4, 5, 6]]}})
+    assert r.status_code == 400, r.text
+    assert r.json()["status"]["reason"] == "MICROSERVICE_BAD_DATA" and r.json()["status"]["info"] == SHAPE_ERROR
+    r = route(digits.url, {"strData": "a picture of a seven"})
+    assert r.status_code == 400 and "got strData" in r.json()["status"]["info"]
+
+
+def test_a_shape_error_over_grpc_is_invalid_argument(digits):
+    with pytest.raises(grpc.RpcError) as info:
+        grpc_route(digits.grpc_target, {"data": {"ndarray": [[1, 2, 3], [4, 5, 6]]}})
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and SHAPE_ERROR in info.value.details()
+
+
+def test_concurrent_calls_show_in_the_batch_histograms(digits, heldout):
+    x, _ = heldout
+
+    def scrape():
+        text = requests.get(f"http://127.0.0.1:{digits.metrics_port}/metrics", timeout=10).text
+        return {name: metric(text, name) for name in (
+            "seldon_router_classifier_batch_size_count", "seldon_router_classifier_batch_size_sum",
+            "seldon_router_classifier_inference_seconds_count",
+            'seldon_router_classifier_batch_size_bucket{le="512.0"}')}
+
+    before = scrape()
+    bodies = [{"data": {"ndarray": x[i].reshape(1, 64).tolist()}} for i in range(64)]
+    with ThreadPoolExecutor(16) as pool:
+        assert all(r.status_code == 200 for r in pool.map(lambda b: route(digits.url, b), bodies))
+    after = scrape()
+    batches, rows, timed, bucketed = (after[k] - before[k] for k in after)
+    assert 1 <= batches <= 64 and rows == 64  # concurrent calls may share a batch
+    assert timed == batches and bucketed == batches
+    state = requests.get(digits.url + "/state", timeout=10).json()["state"]
+    assert state["backend"] == "onnx" and state["device"] == "cpu" and state["batching"]["rows"] >= 64
+
+
+def test_a_callable_classifier_served_by_import_path():
+    with running_router("classifier_models.LinearClassifier", "--param", "min_confidence=0.9", env=ENV) as rp:
+        r = route(rp.url, {"data": {"ndarray": [[0, 0, 5, 0]]}})
+        assert r.status_code == 200 and r.json()["meta"]["tags"]["0"]["branch"] == "high", r.text
+        r = route(rp.url, {"data": {"ndarray": [[1, 1, 1, 1]]}})
+        assert r.json()["meta"]["tags"]["0"] == {"class": 0, "probability": 0.25, "route": -1, "branch": None,
+                                                 "fallback": True}
+        text = requests.get(f"http://127.0.0.1:{rp.metrics_port}/metrics", timeout=10).text
+        assert metric(text, "seldon_router_classifier_batch_size_count") == 2  # warm-up is not counted
+
+
+def test_ready_only_once_the_warm_up_has_answered(tmp_path):
+    gate = tmp_path / "gate"
+    http, grpc_port, metrics = free_port(), free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "seldon_routers.cli", "serve", "classifier_models.GatedClassifier",
+                             "--host", "127.0.0.1", "--http-port", str(http), "--grpc-port", str(grpc_port),
+                             "--metrics-port", str(metrics)],
+                            env={**os.environ, **ENV, "GATE": str(gate)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    rp = RouterProcess(proc, http, grpc_port, metrics)
+    try:
+        wait_http(rp.url + "/live", proc)  # the listeners are up while the model warms up
+        for _ in range(3):
+            assert requests.get(rp.url + "/ready", timeout=5).status_code == 503
+            r = route(rp.url, {"data": {"ndarray": [[1, 0, 0, 0]]}})
+            assert r.status_code == 503 and r.json()["status"]["reason"] == "NOT_READY"
+            time.sleep(0.1)
+        gate.touch()
+        wait_http(rp.url + "/ready", proc)
+        assert route(rp.url, {"data": {"ndarray": [[1, 0, 0, 0]]}}).json()["meta"]["routing"] == {"0": 0}
+    finally:
+        assert rp.stop() == 0
