@@ -275,7 +275,12 @@ class ClassifierRouter(Router):
                 raise BadRequest(f"features: expected shape {expected}, got {arr.shape}")
         if len(arr) == 0:
             raise BadRequest(f"features: expected shape {expected} with N >= 1, got {arr.shape}")
-        return np.ascontiguousarray(arr, dtype=self._loaded.dtype)
+        with np.errstate(over="ignore"):  # a value too large for float32 becomes inf: refused below
+            rows = np.ascontiguousarray(arr, dtype=self._loaded.dtype)
+        if rows.dtype.kind == "f" and not np.isfinite(rows).all():  # also what float32 overflowed
+            bad = int(np.flatnonzero(~np.isfinite(rows.reshape(len(rows), -1)).all(axis=1))[0])
+            raise BadRequest(f"features: NaN or infinity at row {bad}; the classifier takes finite numbers")
+        return rows
 
     def _submit(self, features, kind: str = ""):
         if self._batcher is None:

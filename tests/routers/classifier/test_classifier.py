@@ -123,6 +123,10 @@ def test_probabilities_output_is_taken_as_is():
     (np.array([["a", "b", "c", "d"]]), r"expected numbers of shape \(N, 4\), got dtype <U1"),
     ("text", r"expected numeric tensor data of shape \(N, 4\), got str"),
     (None, r"got NoneType"),
+    # NaN or infinity would give NaN probabilities: an arbitrary class, and tags JSON cannot carry
+    (np.array([[1.0, np.nan, 0.0, 0.0]]), r"features: NaN or infinity at row 0"),
+    (np.array([[1.0, 0.0, 0.0, 0.0], [np.inf, 0.0, 0.0, 0.0]]), r"features: NaN or infinity at row 1"),
+    (np.array([[1e300, 0.0, 0.0, 0.0]]), r"features: NaN or infinity at row 0"),  # inf once float32
 ])
 def test_bad_features_are_a_bad_request(features, message):
     with pytest.raises(BadRequest, match=message):
