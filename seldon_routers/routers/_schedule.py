@@ -105,7 +105,7 @@ def zone(name: Any, field: str = "timezone") -> ZoneInfo:
         raise ConfigError(f"{field}: expected an IANA time zone name such as Europe/London, got {name!r}")
     try:
         return ZoneInfo(name.strip())
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder (America), a name too long
         raise ConfigError(f"{field}: unknown time zone {name!r} (an IANA name such as Europe/London; "
                           "where the system has no zone database, pip install tzdata)") from None
 

@@ -24,6 +24,9 @@ class ABTest(Router):
     sticky_key: header:NAME or tag:NAME (e.g. header:x-user-id): a request carrying the key
       always gets the same child, on every replica and across restarts, while the split
       holds over many keys; a request without it gets a random child.
+    sticky_salt: mixed into the key's hash (default: the branch names), so two sticky
+      experiments on the same users split them independently; give two routers the same
+      salt to split them alike.
     """
 
     name = "ab-test"
@@ -31,7 +34,8 @@ class ABTest(Router):
 
     def __init__(self, n_branches: Optional[int] = None, weights: Union[str, list, None] = None,
                  seed: Optional[int] = None, branch_names: Union[str, list, None] = None,
-                 ratioA: Optional[float] = None, sticky_key: Optional[str] = None):
+                 ratioA: Optional[float] = None, sticky_key: Optional[str] = None,
+                 sticky_salt: Optional[str] = None):
         if ratioA is not None:
             if weights is not None:
                 raise ConfigError("ratioA: give either ratioA or weights, not both")
@@ -48,6 +52,7 @@ class ABTest(Router):
         self.choice = WeightedChoice(range(self.n_children), parsed)
         self.weights = self.choice.weights
         self.sticky = None if sticky_key is None else StickyKey(sticky_key)
+        self.sticky_salt = "ab-test:" + ":".join(self.branch_names) if sticky_salt is None else sticky_salt
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         # Ready-made tags per child (never mutated): the draw is the only per-request work.
@@ -57,7 +62,7 @@ class ABTest(Router):
 
     def decide(self, request: Request) -> Decision:
         if self.sticky is not None:
-            u = self.sticky.fraction(request)
+            u = self.sticky.fraction(request, self.sticky_salt)
             if u is not None:
                 child = self.choice.pick(u)
                 return Decision(child, self._sticky_tags[child])

@@ -128,3 +128,19 @@ def test_sticky_tag_under_seldons_wrapper():
 def test_bad_sticky_key_names_the_field():
     with pytest.raises(ConfigError, match="sticky_key: expected header:NAME or tag:NAME"):
         ABTest(sticky_key="cookie:x")
+
+
+def test_sticky_experiments_split_the_same_users_independently():
+    """Salted by the branch names (or sticky_salt): an inner 50/50 under an outer 50/50 gets
+    both its children, and two experiments do not put every user in the same arm of both."""
+    outer = ABTest(branch_names="a:inner", sticky_key="header:x-user-id")
+    inner = ABTest(branch_names="b:c", sticky_key="header:x-user-id")
+    reached = [inner.decide(user(u)).child for u in USERS[:4000] if outer.decide(user(u)).child == 1]
+    counts = np.bincount(reached, minlength=2)
+    assert stats.chisquare(counts).pvalue > 0.001
+    one = ABTest(n_branches=2, sticky_key="header:x-user-id", sticky_salt="exp-1")
+    two = ABTest(n_branches=2, sticky_key="header:x-user-id", sticky_salt="exp-2")
+    same = np.mean([one.decide(user(u)).child == two.decide(user(u)).child for u in USERS[:4000]])
+    assert 0.45 < same < 0.55
+    alike = ABTest(n_branches=2, sticky_key="header:x-user-id", sticky_salt="exp-1")
+    assert all(one.decide(user(u)).child == alike.decide(user(u)).child for u in USERS[:500])

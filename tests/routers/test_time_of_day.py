@@ -365,6 +365,9 @@ def test_bad_parameters_name_the_parameter():
     good = schedule(win())
     with pytest.raises(ConfigError, match=r"timezone \(parameter\): unknown time zone 'Nowhere/Land'"):
         TimeOfDay(config=good, timezone="Nowhere/Land")
+    for folder_or_long in ("America", "Europe/" + "x" * 300):  # the zone database's folders, OS limits
+        with pytest.raises(ConfigError, match=r"timezone \(parameter\): unknown time zone"):
+            params.build(TimeOfDay, {"config": json.dumps(good), "timezone": folder_or_long})
     with pytest.raises(ConfigError, match="sticky_key: expected header:NAME or tag:NAME"):
         TimeOfDay(config=good, sticky_key="cookie:x")
     with pytest.raises(ConfigError, match="exactly one of config"):

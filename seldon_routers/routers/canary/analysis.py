@@ -4,6 +4,7 @@ the stable child). No clock, no lock, no I/O, so it is table-tested."""
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -95,6 +96,12 @@ class Criteria:
         if self.min_reward is None and self.max_error_rate is None and self.margin is None:
             raise ConfigError("min_reward: a canary must check something: set min_reward, max_error_rate "
                               "or margin (or several)")
+        if self.margin is not None:  # at start-up, not at the first check an interval later
+            try:
+                importlib.import_module("scipy.stats")  # the `canary` extra
+            except ImportError:
+                raise ConfigError("margin: the comparison with the stable child needs scipy: "
+                                  "pip install 'seldon-routers[canary]'") from None
 
 
 @dataclass

@@ -96,11 +96,11 @@ class Rollout:
         True when it changed phase, weight or failed checks."""
         if now < self.next_check or self.phase not in (PROGRESSING, PROMOTING):
             return False
-        self.next_check = now + self.interval
         if self.phase == PROMOTING:
             self.next_check = math.inf
             return self._move(now, SUCCEEDED, 100.0, "promotion complete")
-        analysis = analyse(self.window, self.baseline, self.criteria)
+        analysis = analyse(self.window, self.baseline, self.criteria)  # before any change: if it raises, none
+        self.next_check = now + self.interval
         outcome = analysis.result
         if outcome == INSUFFICIENT:
             self.insufficient_checks += 1
@@ -146,7 +146,7 @@ class Rollout:
         due = None if math.isinf(self.next_check) else self.next_check
         return {"phase": self.phase, "weight": self.weight, "failed_checks": self.failed_checks,
                 "insufficient_checks": self.insufficient_checks,
-                "next_check_in": None if due is None else max(0.0, due - now), "next_check_at": due,
+                "next_check_at": due,
                 "window": {"candidate": self.window.to_json()}, "baseline": {"stable": self.baseline.to_json()},
                 "last_analysis": self.last_analysis, "history": list(self.history)}
 
@@ -170,8 +170,8 @@ class Rollout:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"state.{name}: expected an integer >= 0, got {value!r}")
         unit = self.criteria.margin is not None
-        window = Tally.from_json((state.get("window") or {}).get("candidate"), "state.window.candidate", unit)
-        baseline = Tally.from_json((state.get("baseline") or {}).get("stable"), "state.baseline.stable", unit)
+        window = Tally.from_json(_field(state, "window").get("candidate"), "state.window.candidate", unit)
+        baseline = Tally.from_json(_field(state, "baseline").get("stable"), "state.baseline.stable", unit)
         due = state.get("next_check_at")
         if due is not None and (isinstance(due, bool) or not isinstance(due, (int, float)) or not math.isfinite(due)):
             raise ConfigError(f"state.next_check_at: expected POSIX seconds or null, got {due!r}")
@@ -187,3 +187,11 @@ class Rollout:
             self.next_check = min(due if due is not None else now, now + self.interval)
         else:
             self.next_check = math.inf
+
+
+def _field(state: dict, name: str) -> dict:
+    """A snapshot's object field (absent: empty); anything else is refused, naming it."""
+    value = state.get(name) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"state.{name}: expected an object, got {value!r}")
+    return value

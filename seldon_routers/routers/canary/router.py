@@ -4,6 +4,7 @@ driven by feedback (docs/canary.md)."""
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import time
 from typing import Callable, Optional, Union
@@ -97,7 +98,7 @@ class Canary(Router):
         self.rollout = Rollout(Steps(step_weight, weights, max_weight), self.criteria, float(interval), threshold,
                                max_insufficient_checks,
                                f"canary {self.branch_names[self.stable]} -> {self.branch_names[self.candidate]}")
-        self.sticky = StickyKey(sticky_key) if sticky_key else None
+        self.sticky = StickyKey(sticky_key) if sticky_key is not None else None
         self.revision = revision
         # The candidate's name (and the revision) salt the sticky hash: a user's fraction is
         # fixed for the rollout, so one on the candidate stays on it as the weight grows.
@@ -167,7 +168,7 @@ class Canary(Router):
                 or routing not in (self.stable, self.candidate):
             raise BadRequest(f"response.meta.routing: {routing!r} is neither the stable child ({self.stable}) nor "
                              f"the candidate ({self.candidate}); a canary learns from those two only")
-        if isinstance(reward, bool) or not isinstance(reward, (int, float, np.floating)) or not math.isfinite(reward):
+        if isinstance(reward, bool) or not isinstance(reward, numbers.Real) or not math.isfinite(reward):
             raise BadRequest(f"reward: must be a finite number, got {reward!r}")
         if self.criteria.margin is not None and not 0.0 <= reward <= 1.0:
             raise BadRequest(f"reward: must be within [0, 1] (a success fraction) when margin is set, got {reward!r}")
@@ -202,7 +203,9 @@ class Canary(Router):
     # --- state -------------------------------------------------------------------------
 
     def state(self) -> dict:
-        self._tick()
+        """What /state shows and a file snapshot saves. It runs no check: checks run on
+        traffic only, so an idle canary behaves alike whatever the store (a file snapshot
+        calls this every few seconds) and its snapshot does not change while idle."""
         with self.lock:
             names = self.branch_names
             return {"version": STATE_VERSION, "router": self.name, "revision": self.revision,

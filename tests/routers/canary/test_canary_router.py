@@ -7,6 +7,7 @@ import asyncio
 import copy
 import json
 import logging
+import sys
 import threading
 
 import numpy as np
@@ -47,8 +48,11 @@ def feed(router, child, n, reward=1.0, error=None):
 
 
 def tick(router, clock, seconds=None) -> dict:
-    """Let an interval (or `seconds`) go by; a state call runs the check that is due."""
+    """Let an interval (or `seconds`) go by; a route (traffic: once the rollout has started)
+    runs the check that is due; then the state."""
     clock.t += router.rollout.interval if seconds is None else seconds
+    if router.rollout.phase != "Initialized":
+        router.decide(Request())
     return router.state()
 
 
@@ -123,6 +127,7 @@ def test_builds_from_seldon_string_parameters():
     (dict(margin=1), "margin"),
     (dict(min_probability=1), "min_probability"),
     (dict(sticky_key="cookie:x"), "sticky_key"),
+    (dict(sticky_key=""), "sticky_key"),  # as ab-test: an empty key is a mistake, not "off"
     (dict(dedupe=-1), "dedupe"),
 ])
 def test_invalid_configuration_names_the_parameter(kwargs, field):
@@ -138,11 +143,11 @@ def test_the_first_route_starts_the_rollout_and_the_analysis_clock():
     clock.t += 5 * HOUR  # nothing happens before the first request...
     r.learn(fb(0))  # ...a feedback does not start it (it is counted, not analysed)
     state = r.state()
-    assert state["phase"] == "Initialized" and state["next_check_in"] is None and state["last_analysis"] is None
+    assert state["phase"] == "Initialized" and state["next_check_at"] is None and state["last_analysis"] is None
     assert state["totals"]["stable"]["n"] == 1 and state["baseline"]["stable"]["n"] == 0
     decision = r.decide(Request())
     assert decision.tags["phase"] == "Progressing" and decision.tags["weight"] == 10
-    assert r.state()["next_check_in"] == 60 and r.state()["history"][0]["reason"] == "first request: rollout started"
+    assert r.state()["next_check_at"] == clock.t + 60 and r.state()["history"][0]["reason"] == "first request: rollout started"
 
 
 def test_full_promotion_along_step_weights():
@@ -153,7 +158,7 @@ def test_full_promotion_along_step_weights():
                                        ("Promoting", 100), ("Succeeded", 100)]
     assert {r.decide(Request()).child for _ in range(200)} == {1}  # all to the candidate
     state = r.state()
-    assert state["last_analysis"]["result"] == "passed" and state["next_check_in"] is None
+    assert state["last_analysis"]["result"] == "passed" and state["next_check_at"] is None
     assert [h["phase"] for h in state["history"]] == ["Progressing"] * 4 + ["Promoting", "Succeeded"]
 
 
@@ -218,7 +223,7 @@ def test_hours_without_a_call_run_one_check_and_the_next_is_an_interval_later():
     r = canary(clock, interval=300, max_insufficient_checks=100)
     r.decide(Request())
     state = tick(r, clock, 10 * HOUR)
-    assert state["insufficient_checks"] == 1 and state["next_check_in"] == 300
+    assert state["insufficient_checks"] == 1 and state["next_check_at"] == clock.t + 300
     assert tick(r, clock, 299)["insufficient_checks"] == 1
     assert tick(r, clock, 1)["insufficient_checks"] == 2
 
@@ -452,7 +457,7 @@ def test_state_round_trip_through_json():
     r = mid_rollout(clock)
     snapshot = json.loads(json.dumps(r.state(), allow_nan=False))
     assert snapshot["phase"] == "Progressing" and snapshot["weight"] == 25 and snapshot["failed_checks"] == 1
-    assert snapshot["next_check_in"] == 43 and snapshot["last_analysis"]["at"].endswith("Z")
+    assert snapshot["next_check_at"] == clock.t + 43 and snapshot["last_analysis"]["at"].endswith("Z")
     fresh = canary(Clock(clock.t), step_weights="10:25:50", threshold=4)
     fresh.load_state(snapshot)
     assert fresh.state() == snapshot
@@ -490,6 +495,8 @@ def test_a_restored_rollout_carries_on():
     (lambda s: s.update(history={}), "state.history"),
     (lambda s: s.update(last_analysis=[]), "state.last_analysis"),
     (lambda s: s.update(duplicates=-1), "state.duplicates"),
+    (lambda s: s.update(window=["x"]), "state.window"),
+    (lambda s: s.update(baseline="x"), "state.baseline"),
 ])
 def test_a_bad_state_is_refused_naming_the_field_and_changes_nothing(change, field):
     clock = Clock()
@@ -523,3 +530,32 @@ def test_redis_refuses_to_share_a_canary():
     store = RedisStore("redis://127.0.0.1:1/0", StoreOptions())  # never reached: refused first
     with pytest.raises(ConfigError, match="^--state redis: Canary has no additive state to share"):
         asyncio.run(store.start(canary()))
+
+
+def test_margin_without_scipy_stops_start_up(monkeypatch):
+    """Not a first check an interval later that raises on every call and never moves on."""
+    monkeypatch.setitem(sys.modules, "scipy.stats", None)  # what a missing package looks like
+    with pytest.raises(ConfigError, match=r"^margin: .*needs scipy: pip install 'seldon-routers\[canary\]'"):
+        canary(margin=0.05)
+    canary(min_reward=0.9)  # scipy is needed with margin only
+
+
+def test_state_and_snapshots_run_no_check():
+    """A file store reads state() every few seconds: an idle night must not become a check
+    per interval (and a rollback), nor a snapshot that changes while nothing happens."""
+    clock = Clock()
+    r = canary(clock, interval=60, threshold=2, max_insufficient_checks=0)
+    r.decide(Request())
+    first = r.state()
+    for _ in range(100):
+        clock.t += 60
+        assert r.state() == first
+    assert tick(r, clock, 0)["failed_checks"] == 1  # traffic runs the one check that is due
+
+
+def test_numpy_rewards_are_numbers():
+    r = canary()
+    r.decide(Request())
+    r.learn(fb(1, np.int64(1)))
+    r.learn(fb(1, np.float32(0.5)))
+    assert r.state()["window"]["candidate"]["n"] == 2
