@@ -2,6 +2,7 @@
 threads, batched beside unbatched, in one run; on CUDA too when there is a GPU.
 
     python bench/classifier_batching.py [--seconds 3] [--backend torchscript|onnx]
+    python bench/classifier_batching.py --example prompt    # examples/prompt-router: MiniLM + head
 
 For each device (cpu; cuda when PyTorch sees one) and concurrency (1, 32, 64), N threads
 each call `classify` on one digit image (a (1, 1, 8, 8) request) in a loop for --seconds,
@@ -11,6 +12,9 @@ max_batch_size=64 with max_batch_delay_ms=0 (a lone call never waits; batches fo
 the previous one runs). Reported: images/s, the p50 and p99 latency per call, and the
 ratios. Targets: CPU batched/unbatched at concurrency 32 >= 3x, p99 at concurrency 1
 within 1 ms of unbatched; on a GPU the same, plus CUDA/CPU at concurrency 64 (batched).
+With --example prompt, each call is one held-out prompt (strData) through the prompt
+router (sentence encoder and linear head, examples/prompt-router); the targets are the
+digits CNN's, reported for comparison.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ MODELS = {"torchscript": os.path.join(ROOT, "examples", "digits-router", "model.
 SPECIALISTS = [0] * 5 + [1] * 5
 CONCURRENCY = (1, 32, 64)
 MODES = {"unbatched": 1, "batched": 64}
+PROMPTS = os.path.join(ROOT, "examples", "prompt-router")
 
 
 def images(n: int = 256) -> np.ndarray:
@@ -78,11 +83,29 @@ def measure(router: ClassifierRouter, threads: int, seconds: float, xs: np.ndarr
             "batch": (end["rows"] - start["rows"]) / batches if batches else 0.0}
 
 
-def run_device(backend: str, device: str, seconds: float, xs: np.ndarray) -> dict:
+def texts() -> list:
+    """The prompt router's inputs: every prompt of prompts.jsonl, held-out ones first."""
+    import json
+
+    with open(os.path.join(PROMPTS, "prompts.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [r["text"] for r in sorted(rows, key=lambda r: r["split"] != "heldout")]
+
+
+def make_router(example: str, backend: str, device: str, size: int) -> ClassifierRouter:
+    if example == "prompt":
+        sys.path.insert(0, PROMPTS)
+        from prompt_model import PromptRouter
+
+        return PromptRouter(device=device, branch_names="code-llm:math-llm:chat-llm", max_batch_size=size)
+    return ClassifierRouter(model_path=MODELS[backend], class_to_child=SPECIALISTS, device=device,
+                            max_batch_size=size)
+
+
+def run_device(example: str, backend: str, device: str, seconds: float, xs) -> dict:
     out = {}
     for mode, size in MODES.items():
-        router = ClassifierRouter(model_path=MODELS[backend], class_to_child=SPECIALISTS, device=device,
-                                  max_batch_size=size)
+        router = make_router(example, backend, device, size)
         router.load()
         for c in CONCURRENCY:
             out[mode, c] = measure(router, c, seconds, xs)
@@ -98,11 +121,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0, help="measured seconds per row (default 3)")
     ap.add_argument("--backend", choices=sorted(MODELS), default="torchscript")
+    ap.add_argument("--example", choices=("digits", "prompt"), default="digits",
+                    help="digits: the digits CNN (--backend); prompt: examples/prompt-router (torch)")
     args = ap.parse_args()
-    xs = images()
+    xs = texts() if args.example == "prompt" else images()
+    what, unit = (("prompt router, MiniLM + head", "prompts/s") if args.example == "prompt" else
+                  (f"digits CNN ({args.backend})", "images/s"))
     devices = ["cpu"]
     runtime = ""
-    if args.backend == "torchscript":
+    if args.backend == "torchscript" or args.example == "prompt":
         import torch
 
         runtime = f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads"
@@ -115,12 +142,12 @@ def main() -> int:
         runtime = f"onnxruntime {onnxruntime.__version__}"
         if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
             devices.append("cuda")
-    print(f"classifier micro-batching, digits CNN ({args.backend}); {runtime}; "
+    print(f"classifier micro-batching, {what}; {runtime}; "
           f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); devices: {', '.join(devices)}")
     if devices == ["cpu"]:
         print("no CUDA device here: CPU rows only")
-    results = {d: run_device(args.backend, d, args.seconds, xs) for d in devices}
-    head = f"{'images/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'batch':>6}"
+    results = {d: run_device(args.example, args.backend, d, args.seconds, xs) for d in devices}
+    head = f"{unit:>9} {'p50 ms':>7} {'p99 ms':>7} {'batch':>6}"
     print(f"\n{'device':<6} {'conc':>4} | unbatched (max_batch_size=1)     | batched (max_batch_size=64)      | "
           f"{'x thru':>6} {'d p99 ms':>8}")
     print(f"{'':<6} {'':>4} | {head} | {head} |")
@@ -141,6 +168,8 @@ def main() -> int:
     if "cuda" in devices:
         ratio = results["cuda"]["batched", 64]["ips"] / results["cpu"]["batched", 64]["ips"]
         checks.append((f"cuda/cpu batched throughput at concurrency 64 = {ratio:.2f}x (reported)", True))
+    if args.example == "prompt":  # the targets are the digits CNN's: shown, not judged
+        checks = [(text.replace("(target", "(digits target"), True) for text, _ in checks]
     print()
     for text, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {text}")

@@ -39,7 +39,7 @@ def test_there_are_examples():
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=os.path.basename)
-def test_example_is_a_valid_seldondeployment(path, schema):
+def test_example_is_a_valid_seldondeployment(path, schema, monkeypatch):
     with open(path) as f:
         doc = yaml.safe_load(f)
     jsonschema.validate(doc, schema)
@@ -49,6 +49,8 @@ def test_example_is_a_valid_seldondeployment(path, schema):
         for unit in routers:
             env = {e["name"]: e.get("value") for c in predictor["componentSpecs"] for cont in c["spec"]["containers"]
                    if cont["name"] == unit["name"] for e in cont.get("env", [])}
+            for entry in filter(None, (env.get("PYTHONPATH") or "").split(os.pathsep)):  # the image's /app: here
+                monkeypatch.syspath_prepend(os.path.join(ROOT, os.path.relpath(entry, "/app")))
             cls = registry.resolve(env.get("ROUTER", "ab-test"))
             router = params.build(cls, params.from_seldon_json(json.dumps(unit.get("parameters", []))))
             assert router.n_children in (None, len(unit.get("children", [])))

@@ -1,25 +1,25 @@
 """`classifier`: model as a router. A classifier (TorchScript, ONNX or a Python callable)
-names a class for the request, and the class names the child; below `min_confidence`
-the request goes to `fallback`. Concurrent calls are micro-batched into one model call."""
+names a class for the request (tensor rows, or texts with inputs=text), and the class names
+the child; below `min_confidence` the request goes to `fallback`. Concurrent calls are
+micro-batched into one model call."""
 
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 from typing import Callable, Optional, Union
 
 import numpy as np
 
-from ...errors import BadRequest, ConfigError, NoRoute, NotReady, RouterFailed
+from ...errors import ConfigError, NoRoute, NotReady, RouterFailed
 from ...request import Request
 from ...router import NO_CHILDREN, Decision, Router
 from .._arms import parse_json, parse_list, resolve_arms
-from . import backends
+from . import backends, inputs
 from .batcher import Batcher
 
 _INT = re.compile(r"^-?\d+$")
-_NUMERIC = "biuf"  # numpy dtype kinds the classifier takes: bool, int, uint, float
+_WARMUP_TEXT = "Hello! How are you today?"  # what a text model answers at load
 
 
 def _shape(value, field: str) -> Optional[tuple]:
@@ -84,11 +84,14 @@ class ClassifierRouter(Router):
     """Routes each request by the class a classifier predicts for it (docs/classifier.md).
 
     model_path: a local .pt (TorchScript) or .onnx file; pickles only with trust_pickle.
-    model: (Python only) a callable taking a float32 batch and returning (N, C) scores.
+    model: (Python only) a callable taking a float32 batch (inputs=text: a list of str) and
+      returning (N, C) scores.
+    inputs: tensor (ndarray/tensor/tftensor rows of input_shape) or text (strData, an
+      OpenAI-style jsonData body, or an ndarray of strings; see inputs.text_rows).
     backend: auto (from the extension), torchscript, onnx, pickle or callable.
     device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N.
     input_shape: the shape of one row without the batch dim, '1,8,8'; read from the model
-      when it tells (ONNX, or a TorchScript file exported with seldon_routers.json).
+      when it tells (ONNX, or a TorchScript file exported with seldon_routers.json); tensors only.
     labels: class names, 'a:b:c' or a JSON list (else the model's, else indices).
     class_to_child: class index or label -> child index or name, a JSON object or list
       (default: class i -> child i). A class without a child goes to fallback.
@@ -110,7 +113,7 @@ class ClassifierRouter(Router):
                  branch_names: Union[str, list, None] = None, n_branches: Optional[int] = None,
                  min_confidence: float = 0.0, fallback: Union[int, str, None] = None, output: str = "logits",
                  max_batch_size: int = 32, max_batch_delay_ms: float = 0.0, trust_pickle: bool = False,
-                 warmup: bool = True):
+                 warmup: bool = True, inputs: str = "tensor"):
         if (model_path is None) == (model is None):
             raise ConfigError("model_path: give a model file (model_path) or, from Python, a callable "
                               "(model); exactly one")
@@ -122,6 +125,13 @@ class ClassifierRouter(Router):
             backend = "callable"
         else:
             backend = backends.check_path(model_path, backend, trust_pickle)
+        if inputs not in ("tensor", "text"):
+            raise ConfigError(f"inputs: expected tensor or text, got {inputs!r}")
+        if inputs == "text" and backend in ("torchscript", "onnx"):
+            raise ConfigError(f"inputs: text needs a model that takes strings (a Python callable, or a trusted "
+                              f"pickle such as a scikit-learn text pipeline); a {backend} model takes tensors")
+        if inputs == "text" and input_shape is not None:
+            raise ConfigError("input_shape: only for inputs=tensor; a text row is one string")
         if not isinstance(device, str) or not backends.DEVICE.match(device):
             raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}")
         if output not in ("logits", "probabilities"):
@@ -133,6 +143,7 @@ class ClassifierRouter(Router):
         if not 0.0 <= max_batch_delay_ms <= 1000.0:
             raise ConfigError(f"max_batch_delay_ms: must be within [0, 1000], got {max_batch_delay_ms!r}")
         self.model_path, self.model, self.backend, self.device = model_path, model, backend, device
+        self.inputs = inputs
         self.input_shape = _shape(input_shape, "input_shape")
         self.labels = parse_list(labels, "labels") if labels is not None else None
         names = resolve_arms(n_branches, branch_names) if (n_branches, branch_names) != (None, None) else None
@@ -165,22 +176,28 @@ class ClassifierRouter(Router):
         if self._batcher is not None:
             return
         loaded = backends.load(self.backend, self.model_path, self.model, self.device)
+        if self.inputs == "tensor":
+            self.input_shape = self._tensor_shape(loaded)
+        self._loaded, self.device = loaded, loaded.device
+        self.labels = self.labels or loaded.labels
+        if self.output == "logits" and loaded.info.get("probabilities"):
+            self.output = "probabilities"  # predict_proba already returns probabilities
+        if self.warmup:
+            for rows in sorted({1, self.max_batch_size}):
+                batch = (np.array([_WARMUP_TEXT] * rows, dtype=object) if self.inputs == "text" else
+                         np.zeros((rows, *self.input_shape), loaded.dtype))
+                self._build_table(self._probabilities(batch))
+        self._batcher = Batcher(self._probabilities, self.max_batch_size, self.max_batch_delay_ms,
+                                finish=self._decision, on_batch=self._observe, name=f"router {self.describe()}")
+
+    def _tensor_shape(self, loaded: backends.Loaded) -> tuple:
         shape = self.input_shape or loaded.input_shape
         if shape is None:
             raise ConfigError(f"input_shape: the {loaded.backend} model does not say what one row looks like; "
                               "set input_shape (e.g. 1,8,8)")
         if self.input_shape and loaded.input_shape and self.input_shape != loaded.input_shape:
             raise ConfigError(f"input_shape: {self.input_shape} given, but the model takes {loaded.input_shape}")
-        self.input_shape, self._loaded, self.device = tuple(shape), loaded, loaded.device
-        self.labels = self.labels or loaded.labels
-        if self.output == "logits" and loaded.info.get("probabilities"):
-            self.output = "probabilities"  # predict_proba already returns probabilities
-        self._flat = math.prod(self.input_shape)
-        if self.warmup:
-            for rows in sorted({1, self.max_batch_size}):
-                self._build_table(self._probabilities(np.zeros((rows, *self.input_shape), loaded.dtype)))
-        self._batcher = Batcher(self._probabilities, self.max_batch_size, self.max_batch_delay_ms,
-                                finish=self._decision, on_batch=self._observe, name=f"router {self.describe()}")
+        return tuple(shape)
 
     def _build_table(self, probs: np.ndarray) -> None:
         if self._table is not None:
@@ -232,7 +249,7 @@ class ClassifierRouter(Router):
     # --- one batch, in the batcher's thread ------------------------------------------------
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
-        scores = self._loaded.predict(batch)
+        scores = self._loaded.predict(batch.tolist() if self.inputs == "text" else batch)  # texts: a list of str
         if scores.ndim != 2 or len(scores) != len(batch):
             raise RouterFailed(f"model: expected ({len(batch)}, C) scores for {len(batch)} rows, got shape "
                                f"{scores.shape}")
@@ -258,34 +275,12 @@ class ClassifierRouter(Router):
 
     # --- requests -----------------------------------------------------------------------
 
-    def _rows(self, features, kind: str = "") -> np.ndarray:
-        """The request's features as a contiguous batch of the model's rows and dtype."""
-        shape = self.input_shape
-        expected = f"(N, {', '.join(map(str, shape))})" + (f" (or (N, {self._flat}))" if len(shape) > 1 else "")
-        if features is None or isinstance(features, (str, bytes, dict)) or not hasattr(features, "__len__"):
-            got = kind or type(features).__name__
-            raise BadRequest(f"features: expected numeric tensor data of shape {expected}, got {got}")
-        arr = np.asarray(features)
-        if arr.dtype.kind not in _NUMERIC:
-            raise BadRequest(f"features: expected numbers of shape {expected}, got dtype {arr.dtype}")
-        if arr.shape[1:] != shape:
-            if arr.ndim == 2 and arr.shape[1] == self._flat:
-                arr = arr.reshape((len(arr), *shape))
-            else:
-                raise BadRequest(f"features: expected shape {expected}, got {arr.shape}")
-        if len(arr) == 0:
-            raise BadRequest(f"features: expected shape {expected} with N >= 1, got {arr.shape}")
-        with np.errstate(over="ignore"):  # a value too large for float32 becomes inf: refused below
-            rows = np.ascontiguousarray(arr, dtype=self._loaded.dtype)
-        if rows.dtype.kind == "f" and not np.isfinite(rows).all():  # also what float32 overflowed
-            bad = int(np.flatnonzero(~np.isfinite(rows.reshape(len(rows), -1)).all(axis=1))[0])
-            raise BadRequest(f"features: NaN or infinity at row {bad}; the classifier takes finite numbers")
-        return rows
-
     def _submit(self, features, kind: str = ""):
         if self._batcher is None:
             raise NotReady(f"router {self.describe()}: the model is not loaded yet (call load())")
-        return self._batcher.submit(self._rows(features, kind))
+        if self.inputs == "text":
+            return self._batcher.submit(inputs.text_rows(features, kind))
+        return self._batcher.submit(inputs.tensor_rows(features, kind, self.input_shape, self._loaded.dtype))
 
     def decide(self, request: Request):
         """On the server's event loop: an awaitable, so the loop serves others meanwhile."""
@@ -308,7 +303,7 @@ class ClassifierRouter(Router):
 
     def state(self) -> dict:
         loaded = self._loaded
-        return {"backend": self.backend, "device": self.device, "model_path": self.model_path,
+        return {"backend": self.backend, "device": self.device, "model_path": self.model_path, "inputs": self.inputs,
                 "input_shape": list(self.input_shape) if self.input_shape else None,
                 "labels": self.labels, "children": self.branch_names,
                 "class_to_child": None if self._table is None else
