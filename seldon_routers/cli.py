@@ -186,6 +186,10 @@ def serve(args) -> int:
         from .server.workers import supervise
 
         return supervise(args.argv, settings, workers)
+    # As seldon-core-microservice does: a router module in the working directory imports
+    # (the console script, unlike `python -m`, does not put it on sys.path).
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     cls = registry.resolve(args.router)
     router = params.build(cls, _router_params(args))
     unit_id = args.unit_id or os.environ.get("PREDICTIVE_UNIT_ID", "0")

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import requests
-from servers import free_port, running_router
+from servers import free_port, running_router, wait_http
 
 from seldon_routers import registry
 
@@ -83,3 +83,20 @@ def test_custom_router_by_import_path_both_spellings():
             wide = requests.post(r.url + "/route", json={"data": {"ndarray": [[1, 2, 3, 4]]}}).json()
             narrow = requests.post(r.url + "/route", json={"data": {"ndarray": [[1, 2]]}}).json()
         assert wide["data"]["ndarray"] == [[0]] and narrow["data"]["ndarray"] == [[1]]
+
+
+def test_the_console_script_imports_a_router_from_the_working_directory():
+    """As `seldon-core-microservice MyRouter` does: `seldon-router serve my_router.MyRouter`
+    run in the module's folder (the console script does not put it on sys.path by itself)."""
+    script = os.path.join(os.path.dirname(sys.executable), "seldon-router")
+    port = free_port()
+    proc = subprocess.Popen([script, "serve", "my_router.MyRouter", "--host", "127.0.0.1", "--http-port", str(port),
+                             "--grpc-port", str(free_port()), "--metrics-port", str(free_port())],
+                            cwd=os.path.join(ROOT, "examples", "custom"), stderr=subprocess.PIPE, text=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ready", proc)
+        reply = requests.post(f"http://127.0.0.1:{port}/route", json={"data": {"ndarray": [[1, 2]]}}, timeout=10)
+        assert reply.json()["data"]["ndarray"] == [[1]]
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0
