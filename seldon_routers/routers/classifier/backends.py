@@ -44,6 +44,7 @@ class Loaded:
     input_shape: Optional[tuple] = None  # per row, read from the model; None when it cannot tell
     labels: Optional[list] = None
     info: dict = field(default_factory=dict)
+    max_rows: Optional[int] = None  # the most rows per call (an ONNX input's fixed batch size); None: any
 
 
 def check_path(model_path: str, backend: str, trust_pickle: bool) -> str:
@@ -159,24 +160,29 @@ def load_torchscript(path: str, device: str) -> Loaded:
 def load_onnx(path: str, device: str) -> Loaded:
     ort = _import("onnxruntime", "onnx")
     available = ort.get_available_providers()
-    cuda = "CUDAExecutionProvider" in available
-    if device.startswith("cuda") and not cuda:
+    if device.startswith("cuda") and "CUDAExecutionProvider" not in available:
         raise ConfigError(f"device: {device!r} asked for, but ONNX Runtime has no CUDA provider "
                           f"(available: {', '.join(available)}; install onnxruntime-gpu)")
-    use_cuda = cuda and device != "cpu"
     index = int(device.partition(":")[2] or 0) if device.startswith("cuda") else 0
-    providers = ([("CUDAExecutionProvider", {"device_id": index})] if use_cuda else []) + ["CPUExecutionProvider"]
+    ask_cuda = "CUDAExecutionProvider" in available and device != "cpu"
+    providers = ([("CUDAExecutionProvider", {"device_id": index})] if ask_cuda else []) + ["CPUExecutionProvider"]
     try:
         session = ort.InferenceSession(path, providers=providers)
     except Exception as exc:
         raise ConfigError(f"model_path: {path!r} is not a loadable ONNX model: {exc}") from None
+    active = session.get_providers()  # ONNX Runtime drops a provider it cannot start (no driver, say)
+    on_cuda = "CUDAExecutionProvider" in active
+    if device.startswith("cuda") and not on_cuda:
+        raise ConfigError(f"device: {device!r} asked for, but ONNX Runtime could not start its CUDA provider "
+                          f"(active: {', '.join(active)}; check the CUDA and cuDNN libraries onnxruntime-gpu needs)")
     inputs = session.get_inputs()
     if len(inputs) != 1:
         raise ConfigError(f"model_path: the classifier takes a model with one input; {path!r} has "
                           f"{[i.name for i in inputs]}")
     name = inputs[0].name
-    dims = inputs[0].shape[1:]
+    batch_dim, dims = inputs[0].shape[0], inputs[0].shape[1:]
     shape = tuple(dims) if all(isinstance(d, int) for d in dims) else None
+    fixed = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None  # else symbolic: any size
     dtype = _ONNX_DTYPES.get(inputs[0].type)
     if dtype is None:
         raise ConfigError(f"model_path: the model's input {name!r} is {inputs[0].type}; the classifier "
@@ -185,11 +191,16 @@ def load_onnx(path: str, device: str) -> Loaded:
     run = session.run
 
     def predict(batch: np.ndarray) -> np.ndarray:
+        if fixed is not None and len(batch) < fixed:  # a fixed batch size: pad with zero rows, drop their scores
+            pad = np.zeros((fixed - len(batch), *batch.shape[1:]), batch.dtype)
+            return run(None, {name: np.concatenate([batch, pad])})[0][:len(batch)]
         return run(None, {name: batch})[0]
 
-    return Loaded(predict, "onnx", f"cuda:{index}" if use_cuda else "cpu", dtype, shape,
-                  json.loads(labels) if labels else None,
-                  {"onnxruntime": ort.__version__, "providers": session.get_providers()})
+    info = {"onnxruntime": ort.__version__, "providers": active}
+    if fixed is not None:
+        info["fixed_batch_size"] = fixed
+    return Loaded(predict, "onnx", f"cuda:{index}" if on_cuda else "cpu", dtype, shape,
+                  json.loads(labels) if labels else None, info, max_rows=fixed)
 
 
 def load_pickle(path: str, device: str) -> Loaded:

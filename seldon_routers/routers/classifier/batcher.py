@@ -2,11 +2,20 @@
 
 Pure threading, no server imports. Callers `submit(rows)` and get a
 concurrent.futures.Future; one worker thread takes the first queued item, then every
-item already queued (up to `max_batch_size` rows in all), optionally waits up to
-`max_batch_delay_ms` from the first item's arrival for more, runs the model once on the
-concatenated rows and hands each caller its own slice. With a delay of 0 (the default) a
-lone caller is never held back, and under load batches form while the previous batch runs
-(continuous batching). A model error fails every caller of that batch; the worker lives on.
+item already queued while the rows stay within `max_batch_size` (an item that would take
+the batch past it waits, first in line, for the next batch; a single item larger than the
+cap runs alone), optionally waits up to `max_batch_delay_ms` from the first item's arrival
+for more, runs the model once on the concatenated rows and hands each caller its own slice.
+With a delay of 0 (the default) a lone caller is never held back, and under load batches
+form while the previous batch runs (continuous batching).
+
+Whatever goes wrong with a batch (rows that do not concatenate, a model error, a
+MemoryError, even a SystemExit or KeyboardInterrupt raised by the model) fails every caller
+of that batch with a RouterFailed naming the error, and the worker lives on: it is the only
+thread that serves the model, and a stop signal raised by model code is not the process's
+to obey. Should the worker die anyway, the next submit starts a new one. close() and
+submit() share a lock, so a call either lands before the stop marker (and is served) or is
+refused; anything found behind the marker is failed, never left waiting.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from concurrent.futures import Future
 from typing import Any, Callable, Optional
 
@@ -23,6 +33,19 @@ import numpy as np
 from ...errors import RouterError, RouterFailed
 
 _STOP = object()
+
+
+_LIVE: "weakref.WeakSet[Batcher]" = weakref.WeakSet()
+
+
+def _new_locks_after_fork() -> None:
+    """A child forked while another thread held a batcher's lock must not inherit it held."""
+    for batcher in list(_LIVE):
+        batcher._lock = threading.Lock()
+
+
+# One hook for every batcher (a hook per instance would pile up and never be removed).
+os.register_at_fork(after_in_child=_new_locks_after_fork)
 
 
 class _Item:
@@ -65,15 +88,17 @@ class Batcher:
         self._thread: Optional[threading.Thread] = None
         self._pid = 0
         self._closed = False
+        _LIVE.add(self)
 
     # --- callers ------------------------------------------------------------------------
 
     def submit(self, rows: np.ndarray) -> Future:
-        if self._closed:
-            raise RouterFailed(f"{self.name}: the batcher is closed")
-        self._ensure_worker()
         future: Future = Future()
-        self._queue.put(_Item(rows, future, time.monotonic()))
+        with self._lock:  # close() takes it too: no item can land behind the stop marker
+            if self._closed:
+                raise RouterFailed(f"{self.name}: the batcher is closed")
+            self._ensure_worker()
+            self._queue.put(_Item(rows, future, time.monotonic()))
         return future
 
     def __call__(self, rows: np.ndarray) -> Any:
@@ -81,71 +106,101 @@ class Batcher:
         return self.submit(rows).result()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stops the worker after the queued items are served."""
-        self._closed = True
-        thread = self._thread
-        if thread is not None and thread.is_alive() and self._pid == os.getpid():
+        """Stops the worker after the queued items are served; later submits are refused."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+            running = thread is not None and thread.is_alive() and self._pid == os.getpid()
             self._queue.put(_STOP)
+        if running:
             thread.join(timeout)
+        else:  # no worker to serve what is queued (none started, or a forked copy's queue)
+            self._drain(self._queue)
 
     def _ensure_worker(self) -> None:
-        # A forked process inherits the queue but not the thread: it starts its own.
-        if self._pid != os.getpid() or self._thread is None:
-            with self._lock:
-                if self._pid != os.getpid() or self._thread is None:
-                    if self._pid != os.getpid():
-                        self._queue = queue.SimpleQueue()
-                    self._thread = threading.Thread(target=self._work, name="seldon-router-batcher", daemon=True)
-                    self._pid = os.getpid()
-                    self._thread.start()
+        """Under self._lock. A forked process inherits the queue but not the thread, and a
+        worker that died is replaced: either way a new one starts."""
+        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+            return
+        if self._pid != os.getpid():
+            self._queue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, args=(self._queue,), name="seldon-router-batcher",
+                                        daemon=True)
+        self._pid = os.getpid()
+        self._thread.start()
 
     # --- the worker ---------------------------------------------------------------------
 
-    def _gather(self, first: _Item) -> tuple[list, bool]:
-        """The first item plus what is queued (and, with a delay, what arrives in time)."""
-        items, n, stop = [first], len(first.rows), False
-        deadline = first.arrived + self.max_delay
-        get = self._queue.get
+    def _gather(self, q: queue.SimpleQueue, items: list) -> tuple[Optional[_Item], bool]:
+        """Adds to `items` (the first item) what is queued (and, with a delay, what arrives in
+        time) while the rows stay within max_batch_size. Returns (the item that did not fit,
+        to lead the next batch, or None; whether the stop marker came)."""
+        n = len(items[0].rows)
+        deadline = items[0].arrived + self.max_delay
         while n < self.max_batch_size:
             try:
                 wait = deadline - time.monotonic()
-                item = get(timeout=wait) if wait > 0 else get(block=False)
+                item = q.get(timeout=wait) if wait > 0 else q.get(block=False)
             except queue.Empty:
                 break
             if item is _STOP:
-                stop = True
-                break
+                return None, True
+            if n + len(item.rows) > self.max_batch_size:
+                return item, False
             items.append(item)
             n += len(item.rows)
-        return items, stop
+        return None, False
 
-    def _work(self) -> None:
-        q = self._queue
+    def _work(self, q: queue.SimpleQueue) -> None:
+        carry: Optional[_Item] = None  # the item that did not fit the last batch: it leads the next
         while True:
-            first = q.get()
+            first = carry if carry is not None else q.get()
             if first is _STOP:
-                return
-            items, stop = self._gather(first)
-            self._serve(items)
+                break
+            items, carry, stop = [first], None, False
+            try:
+                carry, stop = self._gather(q, items)
+                self._serve(items)
+            except BaseException as exc:  # noqa: B036 - the callers must hear of it; the worker lives on
+                self._fail(items, exc)
             if stop:
+                break
+        self._drain(q)
+
+    def _drain(self, q: queue.SimpleQueue) -> None:
+        """Fails what is left behind the stop marker."""
+        error = RouterFailed(f"{self.name}: the batcher is closed")
+        while True:
+            try:
+                item = q.get(block=False)
+            except queue.Empty:
                 return
+            if item is not _STOP and item.future.set_running_or_notify_cancel():
+                item.future.set_exception(error)
+
+    def _fail(self, items: list, exc: BaseException) -> None:
+        """Every caller of the batch not answered yet hears of `exc`."""
+        rows = sum(len(it.rows) for it in items)
+        error = exc if isinstance(exc, RouterError) else RouterFailed(
+            f"{self.name}: the model failed on a batch of {rows} rows: {type(exc).__name__}: {exc}")
+        for it in items:
+            if not it.future.done():
+                it.future.set_exception(error)
 
     def _serve(self, items: list) -> None:
-        items = [it for it in items if it.future.set_running_or_notify_cancel()]
+        items[:] = [it for it in items if it.future.set_running_or_notify_cancel()]
         if not items:
             return
-        batch = items[0].rows if len(items) == 1 else np.concatenate([it.rows for it in items])
-        start = time.perf_counter()
         try:
-            outputs = self.run(batch)
-            if len(outputs) != len(batch):
-                raise RouterFailed(f"{self.name}: the model returned {len(outputs)} rows for {len(batch)}")
-        except Exception as exc:
-            error = exc if isinstance(exc, RouterError) else RouterFailed(
-                f"{self.name}: the model failed on a batch of {len(batch)} rows: {type(exc).__name__}: {exc}")
-            for it in items:
-                it.future.set_exception(error)
-            return
+            batch = items[0].rows if len(items) == 1 else np.concatenate([it.rows for it in items])
+        except ValueError as exc:
+            raise RouterFailed(f"{self.name}: the batch's rows do not stack: {exc}") from None
+        start = time.perf_counter()
+        outputs = self.run(batch)
+        if len(outputs) != len(batch):
+            raise RouterFailed(f"{self.name}: the model returned {len(outputs)} rows for {len(batch)}")
         seconds = time.perf_counter() - start
         stats = self.stats
         stats.batches += 1

@@ -18,9 +18,17 @@ BODY_EXPECTED = "an OpenAI-style body with messages, prompt or input"
 _TEXT_PARTS = ("text", "input_text")  # content part types that carry text (chat completions, responses)
 
 
-def tensor_rows(features, kind: str, shape: tuple, dtype) -> np.ndarray:
+def check_count(rows: int, max_rows: Optional[int]) -> None:
+    """One request's rows within max_request_rows: a bigger one would hold the model (and
+    every other caller) for as long as it takes, and its memory."""
+    if max_rows is not None and rows > max_rows:
+        raise BadRequest(f"features: {rows} rows in one request, more than max_request_rows={max_rows}; "
+                         "split them over several requests")
+
+
+def tensor_rows(features, kind: str, shape: tuple, dtype, max_rows: Optional[int] = None) -> np.ndarray:
     """The request's features as a contiguous batch of rows of `shape` and `dtype`; flat rows
-    of as many values are reshaped."""
+    of as many values are reshaped. More than `max_rows` rows is a BadRequest."""
     flat = int(np.prod(shape))
     expected = f"(N, {', '.join(map(str, shape))})" + (f" (or (N, {flat}))" if len(shape) > 1 else "")
     if features is None or isinstance(features, (str, bytes, dict)) or not hasattr(features, "__len__"):
@@ -36,6 +44,7 @@ def tensor_rows(features, kind: str, shape: tuple, dtype) -> np.ndarray:
             raise BadRequest(f"features: expected shape {expected}, got {arr.shape}")
     if len(arr) == 0:
         raise BadRequest(f"features: expected shape {expected} with N >= 1, got {arr.shape}")
+    check_count(len(arr), max_rows)
     with np.errstate(over="ignore"):  # a value too large for float32 becomes inf: refused below
         rows = np.ascontiguousarray(arr, dtype=dtype)
     if rows.dtype.kind == "f" and not np.isfinite(rows).all():  # also what float32 overflowed
@@ -44,14 +53,15 @@ def tensor_rows(features, kind: str, shape: tuple, dtype) -> np.ndarray:
     return rows
 
 
-def text_rows(features, kind: str = "") -> np.ndarray:
+def text_rows(features, kind: str = "", max_rows: Optional[int] = None) -> np.ndarray:
     """The request's texts as a 1-D object array of str, one row per text.
 
     strData: one row. jsonData: an OpenAI-style body: chat completions `messages` (the last
     user message; list content joins its text parts with newlines), completions `prompt`
     (a string, or a list of strings: one row each), embeddings/responses `input` (a string,
     a list of strings, or responses' list of messages). An ndarray of strings (one column):
-    its rows. Without a kind (Seldon's wrapper passes bare features) the type tells."""
+    its rows. Without a kind (Seldon's wrapper passes bare features) the type tells. More
+    than `max_rows` texts is a BadRequest."""
     if kind == "strData" or (not kind and isinstance(features, str)):
         texts = [_text(features, "strData")]
     elif kind == "jsonData" or (not kind and isinstance(features, dict)):
@@ -60,6 +70,7 @@ def text_rows(features, kind: str = "") -> np.ndarray:
         texts = _array_texts(features, kind or "features")
     else:
         raise BadRequest(f"features: expected {TEXT_EXPECTED}, got {kind or type(features).__name__}")
+    check_count(len(texts), max_rows)
     rows = np.empty(len(texts), dtype=object)
     rows[:] = texts
     return rows

@@ -6,18 +6,20 @@ micro-batched into one model call."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from typing import Callable, Optional, Union
 
 import numpy as np
 
-from ...errors import ConfigError, NoRoute, NotReady, RouterFailed
+from ...errors import BadRequest, ConfigError, NoRoute, NotReady, RouterFailed
 from ...request import Request
 from ...router import NO_CHILDREN, Decision, Router
 from .._arms import parse_json, parse_list, resolve_arms
 from . import backends, inputs
 from .batcher import Batcher
 
+log = logging.getLogger("seldon_routers")
 _INT = re.compile(r"^-?\d+$")
 _WARMUP_TEXT = "Hello! How are you today?"  # what a text model answers at load
 
@@ -73,6 +75,12 @@ def _mapping(value, names: Optional[list]) -> Optional[dict]:
     return out
 
 
+def _positive_int(value, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{field}: must be an integer >= 1, got {value!r}")
+    return value
+
+
 def _softmax(scores: np.ndarray) -> np.ndarray:
     z = scores - scores.max(axis=1, keepdims=True)
     np.exp(z, out=z)
@@ -100,7 +108,9 @@ class ClassifierRouter(Router):
     fallback: a child (index or name), -1 (all children) or -2 (none).
     output: what the model returns: logits (softmax applied) or probabilities.
     max_batch_size, max_batch_delay_ms: micro-batching (1 row: no batching; delay 0: a
-      lone call never waits, batches form while the previous one runs).
+      lone call never waits, batches form while the previous one runs). An ONNX model with
+      a fixed batch size caps max_batch_size to it.
+    max_request_rows: the most rows (texts) one request may carry; more is a 400.
     trust_pickle: allow pickled models (unpickling runs code from the file).
     warmup: run the model once at load; /ready waits for that answer.
     """
@@ -113,7 +123,7 @@ class ClassifierRouter(Router):
                  branch_names: Union[str, list, None] = None, n_branches: Optional[int] = None,
                  min_confidence: float = 0.0, fallback: Union[int, str, None] = None, output: str = "logits",
                  max_batch_size: int = 32, max_batch_delay_ms: float = 0.0, trust_pickle: bool = False,
-                 warmup: bool = True, inputs: str = "tensor"):
+                 warmup: bool = True, inputs: str = "tensor", max_request_rows: int = 1024):
         if (model_path is None) == (model is None):
             raise ConfigError("model_path: give a model file (model_path) or, from Python, a callable "
                               "(model); exactly one")
@@ -138,8 +148,8 @@ class ClassifierRouter(Router):
             raise ConfigError(f"output: expected logits or probabilities, got {output!r}")
         if not 0.0 <= min_confidence <= 1.0:
             raise ConfigError(f"min_confidence: must be within [0, 1], got {min_confidence!r}")
-        if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
-            raise ConfigError(f"max_batch_size: must be an integer >= 1, got {max_batch_size!r}")
+        _positive_int(max_batch_size, "max_batch_size")
+        self.max_request_rows = _positive_int(max_request_rows, "max_request_rows")
         if not 0.0 <= max_batch_delay_ms <= 1000.0:
             raise ConfigError(f"max_batch_delay_ms: must be within [0, 1000], got {max_batch_delay_ms!r}")
         self.model_path, self.model, self.backend, self.device = model_path, model, backend, device
@@ -155,10 +165,13 @@ class ClassifierRouter(Router):
         if names is None and self.class_to_child is not None:
             used = list(self.class_to_child.values()) + [-1 if self.fallback is None else self.fallback]
             names = [str(i) for i in range(max(used) + 1)] if max(used) >= 0 else None
+        hint = ""
         if names is None and self.labels is not None:  # identity: one child per class
             names = [str(i) for i in range(len(self.labels))]
+            hint = " (one child per label; set n_branches or branch_names for more)"
         self.branch_names = names
         self.n_children = len(names) if names is not None else None
+        self._check_children(hint)
         self.min_confidence = float(min_confidence)
         self.output = output
         self.max_batch_size, self.max_batch_delay_ms = max_batch_size, float(max_batch_delay_ms)
@@ -166,7 +179,19 @@ class ClassifierRouter(Router):
         self._loaded: Optional[backends.Loaded] = None
         self._batcher: Optional[Batcher] = None
         self._table: Optional[list] = None  # per class: its child, or None (none: the fallback's)
-        self._observers: list = []  # per-batch hooks (rows, seconds): the server's Prometheus histograms
+        self._observer: Optional[Callable] = None  # per batch (rows, seconds): the server's Prometheus histograms
+
+    def _check_children(self, hint: str = "") -> None:
+        """fallback and class_to_child name children that exist, once the children are known."""
+        if self.branch_names is None:
+            return
+        try:
+            if self.fallback is not None:
+                _child_ref(self.fallback, self.branch_names, "fallback")
+            for key, child in (self.class_to_child or {}).items():
+                _child_ref(child, self.branch_names, f"class_to_child[{key!r}]")
+        except ConfigError as exc:
+            raise ConfigError(exc.message + hint) from None
 
     # --- loading ------------------------------------------------------------------------
 
@@ -176,6 +201,10 @@ class ClassifierRouter(Router):
         if self._batcher is not None:
             return
         loaded = backends.load(self.backend, self.model_path, self.model, self.device)
+        if loaded.max_rows is not None and self.max_batch_size > loaded.max_rows:
+            log.info("router %s: max_batch_size %d capped to %d, the model's fixed batch size", self.describe(),
+                     self.max_batch_size, loaded.max_rows)
+            self.max_batch_size = loaded.max_rows
         if self.inputs == "tensor":
             self.input_shape = self._tensor_shape(loaded)
         self._loaded, self.device = loaded, loaded.device
@@ -220,6 +249,7 @@ class ClassifierRouter(Router):
             top = max([*mapping.values(), -1 if self.fallback is None else self.fallback])
             self.branch_names = [str(i) for i in range(top + 1)]
             self.n_children = len(self.branch_names)
+        self._check_children()
         unmapped = [labels[k] for k in range(n_classes) if k not in mapping]
         if unmapped and self.fallback is None:
             raise ConfigError(f"class_to_child: classes {', '.join(unmapped)} have no child and there is no "
@@ -236,11 +266,12 @@ class ClassifierRouter(Router):
         seconds = Histogram("seldon_router_classifier_inference_seconds", "Model time per batch.",
                             registry=registry,
                             buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
-        self._observers.append(lambda rows, secs: (sizes.observe(rows), seconds.observe(secs)))
+        # One hook, the latest registry's: a router registered again (a new DataPlane) does not pile them up.
+        self._observer = lambda rows, secs: (sizes.observe(rows), seconds.observe(secs))
 
     def _observe(self, rows: int, seconds: float) -> None:
-        for observe in self._observers:
-            observe(rows, seconds)
+        if self._observer is not None:
+            self._observer(rows, seconds)
 
     def close(self) -> None:
         if self._batcher is not None:
@@ -253,13 +284,16 @@ class ClassifierRouter(Router):
         if scores.ndim != 2 or len(scores) != len(batch):
             raise RouterFailed(f"model: expected ({len(batch)}, C) scores for {len(batch)} rows, got shape "
                                f"{scores.shape}")
-        scores = scores.astype(np.float32, copy=self.output == "logits")
-        return _softmax(scores) if self.output == "logits" else scores
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite scores: _decision's to handle
+            scores = scores.astype(np.float32, copy=self.output == "logits")
+            return _softmax(scores) if self.output == "logits" else scores
 
     def _decision(self, probs: np.ndarray) -> Decision:
         """One caller's rows: the argmax of the rows' mean probabilities names the class."""
         if self._table is None:  # warmup=false: the first batch tells how many classes there are
             self._build_table(probs)
+        if not np.isfinite(probs).all():  # NaN's argmax is 0 and NaN < min_confidence is False
+            return self._not_finite()
         mean = probs[0] if len(probs) == 1 else probs.mean(axis=0)
         k = int(mean.argmax())
         p = float(mean[k])
@@ -269,9 +303,20 @@ class ClassifierRouter(Router):
             if child is None:
                 raise NoRoute(f"router {self.describe()}: class {self._classes[k]!r} has no child and there is "
                               "no fallback")
+        return self._routed(child, self._classes[k], p, fallback)
+
+    def _routed(self, child: int, label, probability: Optional[float], fallback: bool) -> Decision:
         branch = self.branch_names[child] if child >= 0 else None
-        return Decision(child, {"class": self._classes[k], "probability": p, "route": child, "branch": branch,
+        return Decision(child, {"class": label, "probability": probability, "route": child, "branch": branch,
                                 "fallback": fallback})
+
+    def _not_finite(self) -> Decision:
+        """NaN or infinite scores (features the model overflows on, say) name no class: the
+        fallback, with no class and no probability in the tags (JSON has no NaN)."""
+        if self.fallback is None:
+            raise BadRequest("features: the model's scores for these features are not finite (NaN or infinity), "
+                             "and there is no fallback")
+        return self._routed(self.fallback, None, None, True)
 
     # --- requests -----------------------------------------------------------------------
 
@@ -279,8 +324,13 @@ class ClassifierRouter(Router):
         if self._batcher is None:
             raise NotReady(f"router {self.describe()}: the model is not loaded yet (call load())")
         if self.inputs == "text":
-            return self._batcher.submit(inputs.text_rows(features, kind))
-        return self._batcher.submit(inputs.tensor_rows(features, kind, self.input_shape, self._loaded.dtype))
+            return self._batcher.submit(inputs.text_rows(features, kind, self.max_request_rows))
+        rows = inputs.tensor_rows(features, kind, self.input_shape, self._loaded.dtype, self.max_request_rows)
+        fixed = self._loaded.max_rows
+        if fixed is not None and len(rows) > fixed:
+            raise BadRequest(f"features: {len(rows)} rows in one request, but the model's fixed batch size is "
+                             f"{fixed} (its input's first dimension): send at most {fixed} rows per request")
+        return self._batcher.submit(rows)
 
     def decide(self, request: Request):
         """On the server's event loop: an awaitable, so the loop serves others meanwhile."""
@@ -309,6 +359,7 @@ class ClassifierRouter(Router):
                 "class_to_child": None if self._table is None else
                 {str(c): child for c, child in zip(self._classes, self._table)},
                 "fallback": self.fallback, "min_confidence": self.min_confidence, "output": self.output,
+                "max_request_rows": self.max_request_rows,
                 "batching": {"max_batch_size": self.max_batch_size, "max_batch_delay_ms": self.max_batch_delay_ms,
                              **(self._batcher.stats.as_dict() if self._batcher else {})},
                 "runtime": loaded.info if loaded else {}}

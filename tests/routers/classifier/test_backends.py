@@ -4,6 +4,8 @@ when there is one), pickles are refused unless trusted. A GPU test runs where CU
 
 from __future__ import annotations
 
+import json
+import logging
 import pickle
 
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 from classifier_models import one_hot_model
 from conftest import MODELS, SPECIALISTS, need, need_backend
 from seldon_routers import ClassifierRouter
-from seldon_routers.errors import ConfigError
+from seldon_routers.errors import BadRequest, ConfigError
 
 BACKENDS = list(MODELS)
 
@@ -65,6 +67,55 @@ def test_torchscript_and_onnx_agree(heldout):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_scores_that_overflow_go_to_the_fallback_or_are_a_bad_request(backend, heldout):
+    x, y = heldout
+    huge = np.full((1, 64), 3e38, np.float32)  # finite inputs the CNN overflows on: NaN probabilities
+    router = digits_router(backend, min_confidence=0.6, fallback=-1)
+    d = router.classify(huge)
+    assert (d.child, d.tags["class"], d.tags["probability"], d.tags["fallback"]) == (-1, None, None, True)
+    json.dumps(d.tags, allow_nan=False)
+    assert router.classify(x[:1]).tags["class"] == y[0]  # the others route as before
+    with pytest.raises(BadRequest, match="the model's scores for these features are not finite"):
+        digits_router(backend).classify(huge)
+
+
+def fixed_batch_onnx(path, batch: int, classes: int = 4) -> str:
+    """A tiny ONNX model whose input has a fixed batch size (what torch.onnx.export gives
+    without dynamic_axes): scores = x @ (5 * I)."""
+    onnx = need("onnx", "onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.eye(4, classes, dtype=np.float32) * 5, "W")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["scores"])], "fixed",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, classes])], [weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_an_onnx_model_with_a_fixed_batch_size_caps_the_batches(tmp_path, caplog, batch):
+    need("onnxruntime", "onnx")
+    path = fixed_batch_onnx(tmp_path / "fixed.onnx", batch)
+    router = ClassifierRouter(model_path=path)  # warm-up with 1 and max_batch_size rows: both must run
+    with caplog.at_level(logging.INFO, logger="seldon_routers"):
+        router.load()
+    assert f"max_batch_size 32 capped to {batch}, the model's fixed batch size" in caplog.text
+    state = router.state()
+    assert state["batching"]["max_batch_size"] == batch and state["runtime"]["fixed_batch_size"] == batch
+    assert router.classify(np.eye(4)[2:3]).child == 2  # fewer rows than the fixed size: padded
+    assert router.classify(np.eye(4)[:batch][::-1]).tags["class"] in range(4)
+    futures = [router._submit(np.eye(4)[k % 4:k % 4 + 1]) for k in range(8)]  # batched by the worker
+    assert [f.result(timeout=5).child for f in futures] == [k % 4 for k in range(8)]
+    with pytest.raises(BadRequest, match=f"{batch + 1} rows in one request, but the model's fixed batch size "
+                                         f"is {batch}"):
+        router.classify(np.ones((batch + 1, 4)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_declared_input_shape_must_match_the_model(backend):
     need_backend(backend)  # ONNX declares its input; train.py writes TorchScript's into an extra file
     with pytest.raises(ConfigError, match=r"input_shape: \(64,\) given, but the model takes \(1, 8, 8\)"):
@@ -89,6 +140,25 @@ def test_device_auto_picks_cuda_when_there_is_one_else_cpu(backend):
     expected = "cuda" if backend == "torchscript" and cuda_available() else "cpu"
     assert router.device.startswith(expected) and router.state()["device"] == router.device
     assert digits_router(backend, device="cpu").device == "cpu"
+
+
+def test_onnx_reports_the_provider_it_really_runs_on(monkeypatch):
+    ort = need("onnxruntime", "onnx")
+    real = ort.get_available_providers()
+    if "CUDAExecutionProvider" in real:
+        pytest.skip("onnxruntime has a CUDA provider here")
+    session = ort.InferenceSession
+
+    def falls_back(path, providers):  # a CUDA provider that does not start: ONNX Runtime runs on the CPU
+        return session(path, providers=[p for p in providers if (p[0] if isinstance(p, tuple) else p) in real])
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", *real])
+    monkeypatch.setattr(ort, "InferenceSession", falls_back)
+    router = digits_router("onnx")
+    assert router.device == "cpu" and router.state()["runtime"]["providers"] == ["CPUExecutionProvider"]
+    with pytest.raises(ConfigError, match=r"device: 'cuda' asked for, but ONNX Runtime could not start its CUDA "
+                                          r"provider \(active: CPUExecutionProvider"):
+        ClassifierRouter(model_path=MODELS["onnx"], class_to_child=SPECIALISTS, device="cuda").load()
 
 
 @pytest.mark.skipif(cuda_available(), reason="this machine has CUDA: asking for it is valid")

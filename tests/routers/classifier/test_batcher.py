@@ -13,7 +13,7 @@ import pytest
 from classifier_models import Linear
 from seldon_routers import ClassifierRouter
 from seldon_routers.errors import RouterFailed
-from seldon_routers.routers.classifier.batcher import Batcher
+from seldon_routers.routers.classifier.batcher import _STOP, Batcher
 
 N_THREADS = 64
 
@@ -37,6 +37,17 @@ class Gate:
         self.event.wait()
         self.calls.append(len(batch))
         return self.model(batch)
+
+
+def held(max_batch_size: int, width: int = 1) -> tuple:
+    """(gate, batcher, blocker): the worker holds the blocker's batch until gate.event.set(),
+    so what is submitted meanwhile queues up together."""
+    gate = Gate(lambda b: b)
+    batcher = Batcher(gate, max_batch_size=max_batch_size)
+    gate.event.clear()
+    blocker = batcher.submit(np.zeros((1, width)))
+    assert gate.entered.wait(5)
+    return gate, batcher, blocker
 
 
 def test_64_threads_with_distinct_inputs_each_get_their_own_answer():
@@ -96,6 +107,17 @@ def test_the_batch_does_not_grow_past_max_batch_size_rows():
     assert max(calls) <= 4 and sum(calls) == 10
 
 
+def test_an_item_that_would_overflow_the_batch_leads_the_next_one():
+    gate, batcher, blocker = held(32)
+    sizes = (1, 31, 31, 31, 40, 1)  # 40: larger than the cap, it runs alone
+    futures = [batcher.submit(np.full((n, 1), i)) for i, n in enumerate(sizes)]
+    gate.event.set()
+    blocker.result(5)
+    for i, (f, n) in enumerate(zip(futures, sizes)):
+        assert f.result(5).shape == (n, 1) and (f.result(5) == i).all()
+    assert gate.calls == [1, 32, 31, 31, 40, 1]  # 1 + 31 fill the cap; 62 (two 31s together) never forms
+
+
 def test_a_lone_caller_with_a_delay_still_gets_its_answer():
     batcher = Batcher(lambda b: b * 2, max_batch_size=8, max_batch_delay_ms=5)
     assert batcher(np.ones((1, 2)))[0, 0] == 2
@@ -125,6 +147,44 @@ def test_a_model_error_fails_every_caller_of_the_batch_and_the_worker_survives()
             f.result(30)
     fail.clear()
     assert batcher(np.ones((1, 1)))[0, 0] == 1
+
+
+def test_rows_that_do_not_stack_fail_their_batch_and_the_worker_survives():
+    gate, batcher, blocker = held(8, width=2)
+    mismatched = [batcher.submit(np.ones((1, 2))), batcher.submit(np.ones((1, 3)))]  # one batch, two widths
+    gate.event.set()
+    blocker.result(5)
+    for f in mismatched:
+        with pytest.raises(RouterFailed, match="rows do not stack"):
+            f.result(timeout=5)
+    assert batcher.submit(np.ones((1, 2))).result(timeout=5).shape == (1, 2)
+
+
+@pytest.mark.parametrize("error", [SystemExit(3), KeyboardInterrupt(), MemoryError("no room")])
+def test_a_base_exception_from_the_model_fails_the_batch_and_the_worker_survives(error):
+    raised = []
+
+    def model(batch):
+        if not raised:
+            raised.append(1)
+            raise error
+        return batch
+
+    batcher = Batcher(model, max_batch_size=8)
+    with pytest.raises(RouterFailed, match=f"the model failed on a batch of 1 rows: {type(error).__name__}"):
+        batcher.submit(np.ones((1, 1))).result(timeout=5)
+    assert batcher.submit(np.ones((1, 1))).result(timeout=5)[0, 0] == 1
+
+
+def test_a_dead_worker_is_replaced_on_the_next_submit():
+    batcher = Batcher(lambda b: b, max_batch_size=8)
+    batcher._work = lambda q: None  # a worker that dies at once, leaving its item queued
+    stranded = batcher.submit(np.full((1, 1), 1))
+    batcher._thread.join(5)
+    assert not batcher._thread.is_alive()
+    del batcher._work
+    later = batcher.submit(np.full((1, 1), 2))
+    assert stranded.result(timeout=5)[0, 0] == 1 and later.result(timeout=5)[0, 0] == 2
 
 
 def test_an_error_in_one_callers_finish_fails_that_caller_only():
@@ -158,6 +218,64 @@ def test_close_serves_what_is_queued_then_refuses():
     assert [int(f.result(30)[0, 0]) for f in futures] == list(range(5))
     with pytest.raises(RouterFailed, match="closed"):
         batcher.submit(np.ones((1, 1)))
+
+
+class _ContendedLock:
+    """A lock that tells (`contended`) when a second thread waits on it."""
+
+    def __init__(self):
+        self._lock, self.contended = threading.Lock(), threading.Event()
+
+    def __enter__(self):
+        if not self._lock.acquire(blocking=False):
+            self.contended.set()
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self._lock.release()
+
+
+def test_a_submit_racing_close_is_served_never_left_waiting():
+    batcher = Batcher(lambda b: b, max_batch_size=8)
+    assert batcher(np.zeros((1, 1)))[0, 0] == 0  # the worker runs
+    lock, real = _ContendedLock(), batcher._queue
+    batcher._lock = lock
+    settled, race, closed = threading.Event(), threading.Event(), threading.Event()
+
+    def close():
+        batcher.close()
+        closed.set()
+        settled.set()
+
+    class RacingQueue:  # close() runs between submit's closed check and its put
+        get = real.get
+
+        def put(self, item):
+            if race.is_set() and item is not _STOP:
+                race.clear()
+                threading.Thread(target=close).start()
+                threading.Thread(target=lambda: lock.contended.wait(10) and settled.set()).start()
+                assert settled.wait(5)  # close() has finished, or waits for the lock submit holds
+            real.put(item)
+
+    batcher._queue = RacingQueue()
+    race.set()
+    future = batcher.submit(np.ones((1, 1)))
+    assert future.result(timeout=5)[0, 0] == 1
+    assert closed.wait(5)
+    with pytest.raises(RouterFailed, match="closed"):
+        batcher.submit(np.ones((1, 1)))
+
+
+def test_an_item_behind_the_stop_marker_is_failed_as_closed():
+    gate, batcher, first = held(8)
+    batcher._queue.put(_STOP)  # as if close() had run between a submit's check and its put
+    behind = batcher.submit(np.ones((1, 1)))
+    gate.event.set()
+    assert first.result(timeout=5)[0, 0] == 0
+    with pytest.raises(RouterFailed, match="closed"):
+        behind.result(timeout=5)
 
 
 def _classify_in_child(router, queue):

@@ -4,6 +4,7 @@ confidence fallback, input validation, configuration errors, and a light import.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 
@@ -133,6 +134,56 @@ def test_bad_features_are_a_bad_request(features, message):
         loaded().classify(features)
 
 
+def test_more_rows_than_max_request_rows_is_a_bad_request_before_the_model_runs():
+    calls = []
+    model = one_hot_model()
+    router = loaded(model=lambda b: (calls.append(len(b)), model(b))[1], max_request_rows=3)
+    calls.clear()
+    with pytest.raises(BadRequest, match="features: 4 rows in one request, more than max_request_rows=3"):
+        router.classify(np.tile(E[:1], (4, 1)))
+    assert calls == [] and router.classify(np.tile(E[1:2], (3, 1))).child == 1
+    with pytest.raises(BadRequest, match="1025 rows in one request, more than max_request_rows=1024"):
+        loaded().classify(np.zeros((1025, 4)))  # the default
+    assert loaded().state()["max_request_rows"] == 1024
+
+
+def test_nan_scores_go_to_the_fallback_with_no_class_or_probability():
+    nan_model = lambda b: np.where(b[:, :1] > 0, np.nan, 1.0) * np.ones((len(b), 4))  # noqa: E731
+    router = loaded(model=nan_model, min_confidence=0.6, fallback=-1)
+    d = router.classify(np.array([[1.0, 0, 0, 0]]))
+    assert (d.child, d.tags["class"], d.tags["probability"], d.tags["fallback"]) == (-1, None, None, True)
+    json.dumps(d.tags, allow_nan=False)  # what a reply can carry
+    mixed = router.classify(np.array([[0.0, 0, 0, 0], [1.0, 0, 0, 0]]))  # one of the caller's rows is NaN
+    assert mixed.child == -1 and mixed.tags["fallback"] is True
+    assert router.classify(np.zeros((1, 4))).tags["fallback"] is True  # uniform: 0.25 < 0.6, a finite answer
+    assert router.classify(np.zeros((1, 4))).tags["probability"] == pytest.approx(0.25)
+    with pytest.raises(BadRequest, match="features: the model's scores for these features are not finite"):
+        loaded(model=nan_model).classify(np.array([[1.0, 0, 0, 0]]))  # no fallback
+    probabilities = loaded(model=lambda b: np.full((len(b), 4), np.nan), output="probabilities", fallback=1)
+    assert probabilities.classify(E[:1]).child == 1
+
+
+def test_a_fallback_or_mapped_child_that_does_not_exist_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"fallback: child 7 is not -2, -1, 0..3 \(one child per label"):
+        ClassifierRouter(model=one_hot_model(), input_shape="4", labels="a:b:c:d", min_confidence=0.9, fallback=7)
+    with pytest.raises(ConfigError, match=r"fallback: child 2 is not -2, -1, 0..1"):
+        ClassifierRouter(model=one_hot_model(), input_shape="4", n_branches=2, fallback=2)
+    router = loaded(labels="a:b:c:d", min_confidence=0.9, fallback=3)
+    assert router.classify(np.full((1, 4), 0.25)).child == 3
+
+
+def test_registering_metrics_again_replaces_the_hook():
+    from prometheus_client import CollectorRegistry
+
+    router = loaded()
+    first, second = CollectorRegistry(), CollectorRegistry()
+    router.register_metrics(first)
+    router.register_metrics(second)  # a second DataPlane on the same router
+    router.classify(E[:1])
+    count = "seldon_router_classifier_batch_size_count"
+    assert first.get_sample_value(count) == 0 and second.get_sample_value(count) == 1
+
+
 def test_rows_reshape_from_flat_and_shape_errors_name_both_forms():
     router = loaded(model=Linear(np.eye(6, 4)), input_shape="1,2,3")
     assert router.classify(np.eye(1, 6)).child == 0  # (N, 6) is reshaped to (N, 1, 2, 3)
@@ -196,6 +247,8 @@ def test_labels_must_match_the_model():
     ({"model": one_hot_model(), "min_confidence": 1.5}, "min_confidence"),
     ({"model": one_hot_model(), "min_confidence": 0.5}, "fallback: min_confidence=0.5 needs a fallback"),
     ({"model": one_hot_model(), "max_batch_size": 0}, "max_batch_size"),
+    ({"model": one_hot_model(), "max_request_rows": 0}, "max_request_rows: must be an integer >= 1, got 0"),
+    ({"model": one_hot_model(), "max_request_rows": True}, "max_request_rows"),
     ({"model": one_hot_model(), "max_batch_delay_ms": -1.0}, "max_batch_delay_ms"),
     ({"model": one_hot_model(), "input_shape": "0,8"}, "input_shape"),
     ({"model": one_hot_model(), "input_shape": "a,b"}, "input_shape"),

@@ -147,9 +147,41 @@ def test_the_router_builds_from_seldon_parameters_without_torch():
 
 def test_command_line_parameters_are_coerced():
     router = params.build(prompt_model.PromptRouter, params.from_pairs(
-        ["branch_names=a:b:c", "min_confidence=0.6", "fallback=-1", "max_batch_size=8", "warmup=false"]))
-    assert (router.min_confidence, router.fallback, router.max_batch_size, router.warmup) == (0.6, -1, 8, False)
+        ["branch_names=a:b:c", "min_confidence=0.6", "fallback=-1", "max_batch_size=8", "warmup=false",
+         "max_request_rows=16"]))
+    assert (router.min_confidence, router.fallback, router.max_batch_size, router.warmup,
+            router.max_request_rows) == (0.6, -1, 8, False, 16)
     assert router.inputs == "text" and router.name == "prompt-router"
+
+
+class RecordingEncoder:
+    """Stands in for the SentenceTransformer: records what encode() was given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def encode(self, texts, batch_size, **kwargs):
+        self.calls.append((list(texts), batch_size))
+        return np.zeros((len(texts), 384), np.float32)
+
+
+def test_the_encoder_cuts_long_texts_and_encodes_a_fixed_batch_at_a_time():
+    encoder = prompt_model.Encoder("cpu")
+    encoder._model = RecordingEncoder()
+    texts = ["x" * 100_000, "short"] + ["y"] * 200
+    assert encoder(texts).shape == (202, 384)
+    (seen, batch_size), = encoder._model.calls
+    assert seen[0] == "x" * prompt_model.MAX_CHARS and seen[1:] == texts[1:]
+    assert batch_size == prompt_model.ENCODE_BATCH == 64  # not one pass of all 202
+
+
+def test_cutting_a_long_text_keeps_what_the_encoder_reads():
+    need_encoder()
+    encoder = prompt_model.Encoder("cpu").load()
+    prose = "Please explain, step by step, how the quicksort algorithm partitions an array in place. " * 300
+    full = encoder._model.encode([prose], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    assert len(prose) > 4 * prompt_model.MAX_CHARS
+    np.testing.assert_allclose(encoder([prose]), full, atol=1e-5)  # it reads 256 word pieces either way
 
 
 def test_the_head_is_read_without_pickles(tmp_path):

@@ -126,6 +126,19 @@ def test_the_warm_up_is_a_short_text_and_reports_the_number_of_classes():
         ClassifierRouter(model=KeywordModel(), inputs="text", class_to_child={"code": 0, "math": 1}).load()
 
 
+@pytest.mark.parametrize("features, kind", [
+    ({"prompt": ["code"] * 4}, "jsonData"), ({"input": ["math"] * 4}, "jsonData"),
+    (np.array(["chat"] * 4, dtype=object), "ndarray")])
+def test_more_texts_than_max_request_rows_is_a_bad_request_before_the_model_runs(features, kind):
+    model = KeywordModel()
+    router = text_router(model=model, max_request_rows=3)
+    calls = len(model.calls)
+    with pytest.raises(BadRequest, match="features: 4 rows in one request, more than max_request_rows=3"):
+        router.decide(Request(features, kind=kind))
+    assert len(model.calls) == calls  # refused before anything was queued
+    assert router.classify({"prompt": ["code"] * 3}).tags["class"] == "code"
+
+
 def test_numbers_are_not_text():
     with pytest.raises(BadRequest, match="row 0 is float"):
         text_router().decide(Request(np.array([[1.0]]), kind="ndarray"))
