@@ -76,12 +76,16 @@ class Microservice(RouterProcess):
 
 @contextlib.contextmanager
 def seldon_microservice(venv: Path, interface: str, parameters: list, unit_id: str = "router",
-                        service_type: str = "ROUTER", ready_timeout: float = 60):
+                        service_type: str = "ROUTER", ready_timeout: float = 60, modules: dict | None = None):
     """`seldon-core-microservice INTERFACE --service-type ROUTER` on free ports, ready when
     /health/ping answers. The wrapper reads the unit's name (the key of meta.routing in
-    feedback) from PREDICTIVE_UNIT_ID when it is imported, so that is set in its env."""
+    feedback) from PREDICTIVE_UNIT_ID when it is imported, so that is set in its env.
+    `modules` ({file name: source}) are written to its working directory, where the wrapper
+    imports a user's class from, as in a user's image."""
     http, grpc_, metrics = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
+        for name, source in (modules or {}).items():
+            Path(tmp, name).write_text(source)
         log_path = Path(tmp) / "microservice.log"
         cmd = [str(venv / "bin" / "seldon-core-microservice"), interface,
                "--service-type", service_type, "--parameters", json.dumps(parameters),

@@ -4,6 +4,7 @@ the venv's own generated stubs) and feedback carrying a routing."""
 
 import json
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -160,3 +161,43 @@ def test_rules_and_sticky_keys_see_meta_under_the_wrapper(seldon_venv):
     # the same keys in this process give the same children
     here = ABTest(n_branches=3, sticky_key="tag:user")
     assert first == [here.decide(Request(meta={"tags": {"user": u}})).child for u in users]
+
+
+# A user's model-as-router on Seldon's wrapper: the classifier router with a numpy model (the
+# wrapper's environment has neither torch nor onnxruntime), in the image's working directory.
+ARGMAX_ROUTER = '''
+import numpy as np
+from seldon_routers import ClassifierRouter
+
+
+class ArgmaxRouter(ClassifierRouter):
+    """Class = the largest of 4 inputs; classes 0-1 to child 0, 2-3 to child 1."""
+
+    def __init__(self, max_batch_size: int = 32, min_confidence: float = 0.0):
+        super().__init__(model=lambda x: np.asarray(x, dtype=np.float32) * 10.0, input_shape="4",
+                         class_to_child="[0, 0, 1, 1]", n_branches=2, max_batch_size=max_batch_size,
+                         min_confidence=min_confidence, fallback=-1)
+'''
+
+
+def test_a_classifier_router_runs_under_the_wrapper(seldon_venv, seldon_python):
+    """load() (the warm-up) runs in the wrapper's workers, route() blocks on the batcher, and
+    concurrent calls (gunicorn threads) each get the route for their own input."""
+    rows = [[1.0 if j == i % 4 else 0.0 for j in range(4)] for i in range(24)]
+    with seldon_microservice(seldon_venv, "argmax_router.ArgmaxRouter", params(min_confidence=0.5),
+                             unit_id=UNIT, modules={"argmax_router.py": ARGMAX_ROUTER}) as ms:
+        ms.n_children = 2
+
+        def call(row):
+            r = requests.post(ms.url + "/route", json={"data": {"ndarray": [row]}}, timeout=10)
+            return assert_route(ms, r)
+
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(call, rows)) == [0 if i % 4 < 2 else 1 for i in range(24)]
+        unsure = requests.post(ms.url + "/route", json={"data": {"ndarray": [[0.0, 0.0, 0.0, 0.0]]}}, timeout=10)
+        assert route_value(unsure.json()) == -1  # below min_confidence: the fallback, all children
+        bad = requests.post(ms.url + "/route", json={"data": {"ndarray": [[1.0, 2.0]]}}, timeout=10)
+        assert bad.status_code != 200 and "expected shape (N, 4), got (1, 2)" in bad.text, bad.text
+        [reply] = seldon_side(seldon_python, "stub", "--target", ms.grpc_target, "--service", "Router",
+                              "--method", "Route", "--json", json.dumps({"data": {"ndarray": [rows[3]]}}))
+        assert "error" not in reply and route_value(reply) == 1, f"{reply}\n{ms.log()}"
