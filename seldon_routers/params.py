@@ -12,16 +12,17 @@ from typing import Any, Iterable
 
 from .errors import ConfigError
 
-_TRUE = {"y", "yes", "t", "true", "on", "1"}
-_FALSE = {"n", "no", "f", "false", "off", "0"}
+# The words Seldon's wrapper (distutils' strtobool) reads as booleans.
+TRUE_WORDS = frozenset({"y", "yes", "t", "true", "on", "1"})
+FALSE_WORDS = frozenset({"n", "no", "f", "false", "off", "0"})
 
 
 def parse_bool(value: str, name: str) -> bool:
     """Like distutils' strtobool, which Seldon's wrapper uses for BOOL parameters."""
     text = str(value).strip().lower()
-    if text in _TRUE:
+    if text in TRUE_WORDS:
         return True
-    if text in _FALSE:
+    if text in FALSE_WORDS:
         return False
     raise ConfigError(f"parameter {name!r}: {value!r} is not a boolean")
 

@@ -12,6 +12,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from ...errors import BadRequest, ConfigError
+from ...params import FALSE_WORDS, TRUE_WORDS
 from ...request import Feedback, Request
 from ...router import Decision, Router
 from .._arms import parse_list, resolve_arms
@@ -21,7 +22,7 @@ from .analysis import Criteria, Tally
 from .rollout import INITIALIZED, Rollout, Steps, log
 
 STATE_VERSION = 1
-_TRUE, _FALSE = {"true", "1", "yes", "y", "t", "on"}, {"false", "0", "no", "n", "f", "off", ""}
+_ERROR_WORDS = TRUE_WORDS | FALSE_WORDS | {""}  # an empty error tag reads as no error
 
 
 def _child(value, names: list, field: str) -> int:
@@ -42,8 +43,8 @@ def _error_flag(tags, field: str) -> bool:
         return bool(value)
     if isinstance(value, (int, float)) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
+    if isinstance(value, str) and value.strip().lower() in _ERROR_WORDS:
+        return value.strip().lower() in TRUE_WORDS
     raise BadRequest(f"{field}.error: expected true or false (or 1/0), got {value!r}")
 
 
