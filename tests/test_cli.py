@@ -69,9 +69,8 @@ def test_ports_come_from_seldon_variables_when_no_flag_is_given():
                             env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        from servers import wait_http
         wait_http(f"http://127.0.0.1:{http}/ready", proc)
-        assert requests.get(f"http://127.0.0.1:{metrics}/metrics").status_code == 200
+        assert requests.get(f"http://127.0.0.1:{metrics}/metrics", timeout=10).status_code == 200
     finally:
         proc.terminate()
         assert proc.wait(20) == 0
@@ -90,13 +89,13 @@ def test_the_console_script_imports_a_router_from_the_working_directory():
     run in the module's folder (the console script does not put it on sys.path by itself)."""
     script = os.path.join(os.path.dirname(sys.executable), "seldon-router")
     port = free_port()
-    proc = subprocess.Popen([script, "serve", "my_router.MyRouter", "--host", "127.0.0.1", "--http-port", str(port),
-                             "--grpc-port", str(free_port()), "--metrics-port", str(free_port())],
-                            cwd=os.path.join(ROOT, "examples", "custom"), stderr=subprocess.PIPE, text=True)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/ready", proc)
-        reply = requests.post(f"http://127.0.0.1:{port}/route", json={"data": {"ndarray": [[1, 2]]}}, timeout=10)
-        assert reply.json()["data"]["ndarray"] == [[1]]
-    finally:
-        proc.terminate()
-        assert proc.wait(20) == 0
+    with subprocess.Popen([script, "serve", "my_router.MyRouter", "--host", "127.0.0.1", "--http-port", str(port),
+                           "--grpc-port", str(free_port()), "--metrics-port", str(free_port())],
+                          cwd=os.path.join(ROOT, "examples", "custom"), stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            wait_http(f"http://127.0.0.1:{port}/ready", proc, output=proc.stderr.read)
+            reply = requests.post(f"http://127.0.0.1:{port}/route", json={"data": {"ndarray": [[1, 2]]}}, timeout=10)
+            assert reply.json()["data"]["ndarray"] == [[1]]
+        finally:
+            proc.terminate()
+            assert proc.wait(20) == 0

@@ -11,24 +11,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-# tests/servers.py (helpers that start our own server) lives one level up.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from seldon_peers import REPO  # noqa: E402
+from seldon_peers import REPO
+from support import PEERS, unavailable
 
 BUILD_TIMEOUT_S = 900  # the first build downloads seldon-core and its ~30 pinned deps
 
 
 def peers_unavailable(reason: str):
-    if os.environ.get("SELDON_ROUTERS_REQUIRE_PEERS") == "1":
-        pytest.fail(f"{reason} (SELDON_ROUTERS_REQUIRE_PEERS=1: the Seldon peers are required)",
-                    pytrace=False)
-    pytest.skip(reason)
+    unavailable(reason, PEERS)
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,13 @@ import os
 import signal
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
 from servers import RouterProcess, free_port
+from support import wait_until
 
 SELDON_SIDE = Path(__file__).resolve().parent / "seldon_side.py"
 REPO = Path(__file__).resolve().parents[2]
@@ -34,6 +34,14 @@ def seldon_side(python: Path, *args: str, timeout: float = 120):
                           timeout=timeout, env=peer_env(), cwd=tempfile.gettempdir())
     assert proc.returncode == 0, f"seldon_side.py {args} failed:\n{proc.stderr[-3000:]}"
     return json.loads(proc.stdout)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)  # anyone left in the group?
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def route_value(message: dict) -> int:
@@ -62,13 +70,8 @@ class Microservice(RouterProcess):
             os.killpg(self.proc.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(self.proc.pid, 0)  # anyone left in the group?
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: not _group_alive(self.proc.pid), timeout, 0.1, "the process group gone")
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
@@ -99,18 +102,18 @@ def seldon_microservice(venv: Path, interface: str, parameters: list, unit_id: s
                                     start_new_session=True)
         ms = Microservice(proc, http, grpc_, metrics, log_path)
         try:
-            deadline = time.monotonic() + ready_timeout
-            while True:
+            def ready() -> bool:
                 if proc.poll() is not None:
                     raise RuntimeError(f"seldon-core-microservice exited with {proc.returncode}:\n{ms.log()}")
                 try:
-                    if requests.get(ms.url + "/health/ping", timeout=1).status_code == 200:
-                        break
+                    return requests.get(ms.url + "/health/ping", timeout=1).status_code == 200
                 except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"seldon-core-microservice not ready after {ready_timeout}s:\n{ms.log()}")
-                time.sleep(0.2)
+                    return False
+
+            try:
+                wait_until(ready, ready_timeout, 0.2, "seldon-core-microservice answering /health/ping")
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc}:\n{ms.log()}") from None
             yield ms
         finally:
             ms.stop()

@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
+from support import PEERS, unavailable
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE = os.path.join(ROOT, ".cache")
-REQUIRED = os.environ.get("SELDON_ROUTERS_REQUIRE_PEERS") == "1"
 
 
 def _venv(name: str, *packages: str) -> str:
@@ -24,9 +25,8 @@ def _venv(name: str, *packages: str) -> str:
             subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *packages],
                            check=True, capture_output=True, timeout=600)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-            if REQUIRED:
-                raise
-            pytest.skip(f"cannot build a venv with {packages}: {exc}")
+            stderr = (exc.stderr or b"")[-2000:]
+            unavailable(f"cannot build a venv with {packages}: {exc}\n{stderr.decode(errors='replace')}", PEERS)
         open(os.path.join(path, ".ready"), "w").close()
     return python
 

@@ -14,24 +14,16 @@ uvicorn (the process) and Flask with the same code.
 
 from __future__ import annotations
 
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import pytest
 import requests
 
-HERE = Path(__file__).resolve().parent
-for p in (HERE, HERE.parent):  # echo_router (here) and servers (tests/, the lead's helpers)
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-from servers import RouterProcess  # noqa: E402
-
-import echo_router  # noqa: E402
-from server_cases import ThreadedWerkzeug, serve  # noqa: E402
+import echo_router
+from server_cases import ThreadedWerkzeug, serve
+from servers import RouterProcess
 
 SMALL_BODY = 1000
 AB_PARAMS = {"weights": "1:3", "branch_names": "a:b", "seed": "3"}

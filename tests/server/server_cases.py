@@ -307,7 +307,8 @@ class ThreadedWerkzeug:
 
         self.port = servers.free_port()
         self.server = make_server("127.0.0.1", self.port, app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll: stop() waits for serve_forever to look again (0.5 s by default).
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     @property
@@ -317,3 +318,4 @@ class ThreadedWerkzeug:
     def stop(self):
         self.server.shutdown()
         self.thread.join(5)
+        self.server.server_close()

@@ -10,25 +10,10 @@ import time
 import grpc
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from seldon_routers.proto import prediction_pb2 as pb
 from server_cases import ECHO_UNIT, fb, grpc_call, post_json, serve
-
-
-def scrape(rp) -> dict:
-    """{(sample name, frozenset(labels)): value} from the metrics port."""
-    r = requests.get(f"http://127.0.0.1:{rp.metrics_port}/metrics", timeout=5)
-    assert r.status_code == 200
-    out = {}
-    for family in text_string_to_metric_families(r.text):
-        for s in family.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out
-
-
-def sample(metrics: dict, name: str, **labels) -> float:
-    return metrics.get((name, frozenset(labels.items())), 0.0)
+from support import scrape, wait_until
 
 
 def test_metrics_count_routes_feedback_and_errors(echo, echo_channel):
@@ -39,18 +24,18 @@ def test_metrics_count_routes_feedback_and_errors(echo, echo_channel):
     assert post_json(echo.url + "/send-feedback", fb(routing=1, reward=0.5)).status_code == 200
     assert post_json(echo.url + "/route", {"strData": 5}).status_code == 400
     after = scrape(echo)
-    assert sample(after, "seldon_router_routes_total", child="0") == sample(before, "seldon_router_routes_total",
-                                                                            child="0") + 3
-    assert sample(after, "seldon_router_feedback_total", child="1") == sample(
-        before, "seldon_router_feedback_total", child="1") + 1
-    assert sample(after, "seldon_router_reward_total", child="1") == pytest.approx(sample(
-        before, "seldon_router_reward_total", child="1") + 0.5)
-    assert sample(after, "seldon_router_errors_total", endpoint="route", code="400") == sample(
-        before, "seldon_router_errors_total", endpoint="route", code="400") + 1
+    assert after.value("seldon_router_routes_total", child=0) == before.value("seldon_router_routes_total",
+                                                                              child=0) + 3
+    assert after.value("seldon_router_feedback_total", child=1) == before.value(
+        "seldon_router_feedback_total", child=1) + 1
+    assert after.value("seldon_router_reward_total", child=1) == pytest.approx(before.value(
+        "seldon_router_reward_total", child=1) + 0.5)
+    assert after.value("seldon_router_errors_total", endpoint="route", code=400) == before.value(
+        "seldon_router_errors_total", endpoint="route", code=400) + 1
     for transport in ("rest", "grpc"):
         key = dict(endpoint="route", transport=transport)
-        assert sample(after, "seldon_router_request_seconds_count", **key) > sample(
-            before, "seldon_router_request_seconds_count", **key)
+        assert after.value("seldon_router_request_seconds_count", **key) > before.value(
+            "seldon_router_request_seconds_count", **key)
 
 
 def test_metrics_port_serves_only_metrics(echo):
@@ -82,10 +67,8 @@ def test_sigterm_drains_in_flight_calls():
         threads = [threading.Thread(target=rest_call), threading.Thread(target=grpc_call_)]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 10
-        while requests.get(rp.url + "/state", timeout=5).json()["state"]["started"] < 2:  # both inside decide
-            assert time.monotonic() < deadline, "the calls never reached the router"
-            time.sleep(0.02)
+        wait_until(lambda: requests.get(rp.url + "/state", timeout=5).json()["state"]["started"] == 2,
+                   interval=0.02, what="both calls inside decide")
         assert not results, results
         rp.proc.send_signal(signal.SIGTERM)
         sent = time.monotonic()
@@ -129,9 +112,8 @@ def test_calls_beyond_max_in_flight_get_429_and_resource_exhausted():
         busy = threading.Thread(target=lambda: first.update(
             r=requests.post(rp.url + "/route", json={"strData": "a"}, timeout=10)))
         busy.start()
-        deadline = time.monotonic() + 5
-        while requests.get(rp.url + "/state").json()["state"]["started"] < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: requests.get(rp.url + "/state", timeout=5).json()["state"]["started"] == 1,
+                   interval=0.02, what="the first call inside decide")
         rejected = requests.post(rp.url + "/route", json={"strData": "b"}, timeout=10)
         assert rejected.status_code == 429
         assert rejected.json()["status"]["reason"] == "TOO_MANY_REQUESTS"

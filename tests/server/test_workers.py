@@ -5,22 +5,20 @@ test's own on a free port (never the shared one on 6379)."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 
 import grpc
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from seldon_routers.proto import prediction_pb2 as pb
 from server_cases import REPO, grpc_call, router_env
 from servers import RouterProcess, free_port, start_router, wait_http
+from support import REDIS, on_path, require, scrape, wait_until
 
 UNIT = "ts"
 TS_ARGS = ("thompson-sampling", "--param", "n_branches=3", "--unit-id", UNIT)
@@ -30,17 +28,6 @@ WAIT = 30  # seconds: a safety net for loops that wait on a state, never a perfo
 def cli(*args, timeout=60):
     return subprocess.run([sys.executable, "-m", "seldon_routers.cli", *args], capture_output=True, text=True,
                           env={**os.environ, **router_env()}, cwd=str(REPO), timeout=timeout)
-
-
-def until(what: str, check, timeout: float = WAIT):
-    """Polls check() until it returns something truthy; returns it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.05)
 
 
 # --- processes -----------------------------------------------------------------------------
@@ -88,27 +75,24 @@ def pids_seen(rp: RouterProcess, want: set, tries: int = 50) -> set:
 
 # --- redis ---------------------------------------------------------------------------------
 
+def _pong(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def redis_url():
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("SELDON_ROUTERS_REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is not on PATH and SELDON_ROUTERS_REQUIRE_REDIS=1")
-        pytest.skip("redis-server is not on PATH (set SELDON_ROUTERS_REQUIRE_REDIS=1 to make this a failure)")
+    require(on_path("redis-server"), REDIS, "scripts/install_redis.sh installs it")
     for attempt in range(3):  # a port picked free may be taken before redis binds it
         port = free_port()
-        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                  "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + WAIT
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                time.sleep(0.05)
-        if proc.poll() is None:
+        wait_until(lambda: proc.poll() is not None or _pong(port), WAIT, what=f"redis-server on port {port}")
+        if proc.poll() is None:  # up; else it exited (the port was taken): try another
             break
     else:
         pytest.fail("could not start redis-server")
@@ -136,8 +120,8 @@ def start_pool(redis_url: str, *args: str, workers: int = 2) -> RouterProcess:
 
 def workers_of(rp: RouterProcess, n: int = 2) -> set:
     """The n worker pids, once each has answered over REST (a worker listens once ready)."""
-    pids = until(f"{n} workers", lambda: (lambda c: c if len(c) == n else None)(children(rp.proc.pid)))
-    until(f"REST connections reaching each of {pids}", lambda: pids_seen(rp, pids) == pids)
+    pids = wait_until(lambda: (lambda c: c if len(c) == n else None)(children(rp.proc.pid)), what=f"{n} workers")
+    wait_until(lambda: pids_seen(rp, pids) == pids, what=f"REST connections reaching each of {pids}")
     return pids
 
 
@@ -151,18 +135,7 @@ def until_every_worker(rp: RouterProcess, what: str, check) -> None:
             passed.add(pid)
         return pids <= passed
 
-    until(f"each worker showing {what}", every_worker)
-
-
-def scrape(rp: RouterProcess) -> dict:
-    r = requests.get(f"http://127.0.0.1:{rp.metrics_port}/metrics", timeout=5)
-    assert r.status_code == 200
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(r.text) for s in family.samples}
-
-
-def routes_total(metrics: dict) -> float:
-    return sum(v for (name, _), v in metrics.items() if name == "seldon_router_routes_total")
+    wait_until(every_worker, what=f"each worker showing {what}")
 
 
 def feedback(arm: int, puid: str, reward: float = 1.0) -> dict:
@@ -279,12 +252,12 @@ def test_grpc_is_served_by_the_workers_over_the_same_state(pool):
 
 
 def test_the_metrics_port_sums_every_worker(pool):
-    before = routes_total(scrape(pool))
+    before = scrape(pool).total("seldon_router_routes_total")
     n = 40  # over fresh connections: both workers route some (all on one: a 2^-39 chance)
     for _ in range(n):
         r = requests.post(pool.url + "/route", json={"data": {"ndarray": [[1.0]]}}, timeout=10)
         assert r.status_code == 200
-    assert routes_total(scrape(pool)) == before + n
+    assert scrape(pool).total("seldon_router_routes_total") == before + n
     assert requests.get(pool.url + "/metrics", timeout=5).status_code == 404  # workers serve no metrics
 
 
@@ -296,8 +269,8 @@ def test_sigterm_stops_every_worker_and_exits_zero(redis_url):
         workers_of(rp)
         assert requests.post(rp.url + "/route", json={"strData": "x"}, timeout=10).status_code == 200
         assert stop_and_check_no_orphans(rp) == 0
-        stderr = rp.proc.stderr.read()
-        assert "[worker 0]" in stderr and "[worker 1]" in stderr, stderr
+        output = rp.output()
+        assert "[worker 0]" in output and "[worker 1]" in output, output
     finally:
         rp.stop()  # SIGTERM, then SIGKILL to the process group
 
@@ -310,18 +283,21 @@ def test_a_killed_worker_is_restarted_and_the_service_keeps_answering(redis_url)
         os.kill(victim, signal.SIGKILL)
         # Reaped by the supervisor: all its threads are gone, so are its listeners (a zombie
         # leader may still have threads holding them).
-        until("the killed worker reaped", lambda: not os.path.exists(f"/proc/{victim}"))
+        wait_until(lambda: not os.path.exists(f"/proc/{victim}"), what="the killed worker reaped")
         # Its successor listens once ready: every new connection reaches a worker that answers.
-        seen, deadline = set(), time.monotonic() + WAIT
-        while not seen - first:
+        seen = set()
+
+        def a_new_worker_answers():
             r = requests.post(rp.url + "/route", json={"strData": "x"}, timeout=10)
             assert r.status_code == 200, r.text
             seen.add(state_pid(rp)[0])
-            assert time.monotonic() < deadline, "the killed worker was never replaced"
+            return seen - first
+
+        wait_until(a_new_worker_answers, what="the killed worker replaced")
         assert victim not in seen
         assert seen - first <= children(rp.proc.pid) and len(children(rp.proc.pid)) == 2
-        wait_http(rp.url + "/ready", rp.proc)
+        wait_http(rp.url + "/ready", rp.proc, output=rp.output)
         assert stop_and_check_no_orphans(rp) == 0
-        assert f"(pid {victim}) exited unexpectedly with signal SIGKILL: restarting it" in rp.proc.stderr.read()
+        assert f"(pid {victim}) exited unexpectedly with signal SIGKILL: restarting it" in rp.output()
     finally:
         rp.stop()  # SIGTERM, then SIGKILL to the process group

@@ -7,41 +7,24 @@ SELDON_ROUTERS_REQUIRE_REDIS=1 (CI) they fail instead."""
 
 from __future__ import annotations
 
-import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-for p in (HERE, HERE.parent):  # state_cases (here) and servers (tests/)
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-import servers  # noqa: E402
+import servers
+from support import REDIS, on_path, require, wait_until
 
 
 def need_redis():
     """redis-server and the redis client, or skip (fail under SELDON_ROUTERS_REQUIRE_REDIS=1)."""
-    missing = []
-    if shutil.which("redis-server") is None:
-        missing.append("redis-server is not on PATH (scripts/install_redis.sh installs it)")
-    try:
-        import redis  # noqa: F401
-    except ImportError:
-        missing.append("the redis client is not installed (pip install -e '.[test]')")
-    if missing:
-        reason = "; ".join(missing)
-        if os.environ.get("SELDON_ROUTERS_REQUIRE_REDIS") == "1":
-            pytest.fail(f"SELDON_ROUTERS_REQUIRE_REDIS=1 but {reason}", pytrace=False)
-        pytest.skip(reason)
+    require(on_path("redis-server"), REDIS, "scripts/install_redis.sh installs it")
+    require("redis", REDIS, "pip install -e '.[test]'")
 
 
 class RedisServer:
@@ -64,18 +47,17 @@ class RedisServer:
         if self.persist:
             cmd += ["--appendfsync", "always"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if self.client().ping():
-                    return self
-            except Exception:  # noqa: BLE001  not listening (or loading its file) yet
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server on port {self.port} exited with {self.proc.returncode}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"redis-server on port {self.port} not up after {timeout}s")
-            time.sleep(0.02)
+        wait_until(self._up, timeout, 0.02, f"redis-server on port {self.port} up")
+        return self
+
+    def _up(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"redis-server on port {self.port} exited with {self.proc.returncode}")
+        try:
+            with self.client() as client:
+                return client.ping()
+        except Exception:  # noqa: BLE001  not listening (or loading its file) yet
+            return False
 
     def stop(self, sig=signal.SIGTERM) -> None:
         """SIGTERM: Redis' own clean shutdown (with `persist`, the append-only file is complete)."""

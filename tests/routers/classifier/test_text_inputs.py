@@ -6,11 +6,11 @@ distinct texts each getting their own answer through the batcher."""
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
 
+from support import wait_until
 from seldon_routers import ClassifierRouter, Request, params
 from seldon_routers.errors import BadRequest, ConfigError
 from seldon_routers.routers.classifier.inputs import text_rows
@@ -184,9 +184,7 @@ def test_64_threads_with_distinct_texts_each_get_their_own_answer():
     for t in threads:
         t.start()
     model.entered.wait(30)  # the worker holds one batch; the other callers queue behind it
-    deadline = time.monotonic() + 30
-    while sum(f is not None for f in futures) < len(texts) and time.monotonic() < deadline:
-        time.sleep(0.001)
+    wait_until(lambda: all(f is not None for f in futures), interval=0.001, what="every caller submitted")
     gate.set()
     for t in threads:
         t.join(30)

@@ -4,7 +4,6 @@ NoRoute as Seldon's 404 error JSON and gRPC NOT_FOUND, and a ModelRoute's tags a
 
 import json
 import os
-import sys
 
 import grpc
 import pytest
@@ -13,10 +12,9 @@ import yaml
 from google.protobuf import json_format
 
 from seldon_routers.proto import prediction_pb2 as pb
+from servers import running_router
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-from servers import running_router  # noqa: E402
 
 ENVOY = os.path.join(ROOT, "examples", "rules-envoy")
 MODELROUTE = os.path.join(ROOT, "examples", "rules-modelroute", "modelroute.yaml")
