@@ -75,10 +75,11 @@ class Router:
         """Custom metrics, Seldon style: [{"type": "COUNTER"|"GAUGE"|"TIMER", "key", "value"}]."""
         return []
 
-    def register_metrics(self, registry) -> None:
-        """The server calls this once with its prometheus_client CollectorRegistry: a router
-        with metrics of its own (histograms, say) creates them there. Seldon's wrapper does
-        not call it; `metrics()` is the portable way."""
+    def register_metrics(self, metrics) -> None:
+        """The server calls this once with its unit's metrics: a router with metrics of its
+        own creates them with `metrics.histogram(name, documentation, buckets)`, which returns
+        an object with `observe(value)` (so a router never imports prometheus_client). Seldon's
+        wrapper does not call it; `metrics()` is the portable way."""
 
     def state(self) -> dict:
         """The learned state as a JSON-serialisable value (served by GET /state)."""

@@ -97,7 +97,7 @@ class DataPlane:
         self._has_metrics = _overrides(self.router, "metrics")
         register = _hook(self.router, "register_metrics")
         if register is not None:  # a router's own Prometheus metrics, in this unit's registry
-            register(self.metrics.registry)
+            register(self.metrics)
 
     def load(self) -> None:
         self.router.load()

@@ -257,16 +257,13 @@ class ClassifierRouter(Router):
         self._classes = list(self.labels) if self.labels else list(range(n_classes))  # what tags say
         self._table = [mapping.get(k) for k in range(n_classes)]
 
-    def register_metrics(self, registry) -> None:
+    def register_metrics(self, metrics) -> None:
         """The server's hook: batch sizes and inference time per batch, as histograms."""
-        from prometheus_client import Histogram
-
-        sizes = Histogram("seldon_router_classifier_batch_size", "Rows per model call (micro-batch size).",
-                          registry=registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
-        seconds = Histogram("seldon_router_classifier_inference_seconds", "Model time per batch.",
-                            registry=registry,
-                            buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
-        # One hook, the latest registry's: a router registered again (a new DataPlane) does not pile them up.
+        sizes = metrics.histogram("seldon_router_classifier_batch_size", "Rows per model call (micro-batch size).",
+                                  (1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+        seconds = metrics.histogram("seldon_router_classifier_inference_seconds", "Model time per batch.",
+                                    (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+        # One hook, the latest server's: a router registered again (a new DataPlane) does not pile them up.
         self._observer = lambda rows, secs: (sizes.observe(rows), seconds.observe(secs))
 
     def _observe(self, rows: int, seconds: float) -> None:

@@ -173,15 +173,15 @@ def test_a_fallback_or_mapped_child_that_does_not_exist_is_a_config_error():
 
 
 def test_registering_metrics_again_replaces_the_hook():
-    from prometheus_client import CollectorRegistry
+    from seldon_routers.server.metrics import Metrics
 
     router = loaded()
-    first, second = CollectorRegistry(), CollectorRegistry()
+    first, second = Metrics(), Metrics()
     router.register_metrics(first)
     router.register_metrics(second)  # a second DataPlane on the same router
     router.classify(E[:1])
     count = "seldon_router_classifier_batch_size_count"
-    assert first.get_sample_value(count) == 0 and second.get_sample_value(count) == 1
+    assert first.registry.get_sample_value(count) == 0 and second.registry.get_sample_value(count) == 1
 
 
 def test_rows_reshape_from_flat_and_shape_errors_name_both_forms():
