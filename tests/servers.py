@@ -1,7 +1,9 @@
-"""Start real router servers for tests: a `seldon-router serve` process on free ports."""
+"""Real router servers for tests: a `seldon-router serve` process on free ports, and the
+same server's parts in this process (InProcessServer) where a process adds nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import os
@@ -11,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -107,3 +110,140 @@ def running_router(*args: str, env: dict | None = None, cwd: str | None = None):
     finally:
         rp.stop()
 
+
+# --- in process ----------------------------------------------------------------------------
+
+_loop: Optional[asyncio.AbstractEventLoop] = None
+_loop_lock = threading.Lock()
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """One event loop, on a daemon thread of its own, for every in-process server: each
+    serves there as `seldon-router serve` serves on its main loop."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            try:  # as `serve` runs: uvloop where it is installed (with asyncio's own loop, a
+                # keep-alive client here waits ~40 ms on every request)
+                import uvloop
+            except ImportError:
+                uvloop = None
+            _loop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
+            thread = threading.Thread(target=_loop.run_forever, name="in-process-servers", daemon=True)
+            thread.start()
+
+            def close():
+                _loop.call_soon_threadsafe(_loop.stop)
+                thread.join(10)
+                _loop.close()
+
+            atexit.register(close)
+        return _loop
+
+
+class InProcessServer:
+    """A router served in this process by the server's own parts: its DataPlane, RestApp on
+    uvicorn (httptools, as `serve` runs it), the grpc.aio servicers and health service, and
+    the metrics app, each on a free 127.0.0.1 port. It has a RouterProcess's url,
+    grpc_target and metrics_port, so a test calls it the same way; what only a process has
+    (signals, workers, the command line, environment variables) is tested with processes."""
+
+    def __init__(self, router, unit_id: str = "0", name: Optional[str] = None, max_body_size: Optional[int] = None,
+                 max_in_flight: int = 0, store=None):
+        from seldon_routers.server.dataplane import DataPlane
+        from seldon_routers.server.rest import DEFAULT_MAX_BODY
+
+        self.dp = DataPlane(router, unit_id, name, max_in_flight, store=store)
+        self.max_body_size = max_body_size or DEFAULT_MAX_BODY
+        self._servers: list = []
+        self._tasks: list = []
+        self.grpc_server = self.health = None
+        self.loop = _event_loop()
+        try:
+            self._call(self._start())
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def _call(self, coro, timeout: float = 60):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _uvicorn(self, app) -> int:
+        import uvicorn
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(app, http="httptools", lifespan="off", access_log=False, log_level="warning")
+        server = uvicorn.Server(config)
+        self._servers.append(server)
+        self._tasks.append(asyncio.ensure_future(server.serve(sockets=[sock])))
+        while not server.started:  # up in a few loop turns
+            if self._tasks[-1].done():
+                self._tasks[-1].result()  # raises what stopped it
+                raise RuntimeError("uvicorn stopped before it started")
+            await asyncio.sleep(0.005)
+        return sock.getsockname()[1]
+
+    async def _start(self) -> None:
+        from seldon_routers.errors import ConfigError
+        from seldon_routers.server import grpc as grpc_transport
+        from seldon_routers.server.app import metrics_app
+        from seldon_routers.server.rest import RestApp
+
+        await self.dp.start()
+        self.http_port = await self._uvicorn(RestApp(self.dp, self.max_body_size))
+        self.metrics_port = await self._uvicorn(metrics_app(self.dp.metrics.registry, "/metrics"))
+        for attempt in range(3):  # a port found free can be taken before gRPC binds it
+            self.grpc_port = free_port()
+            try:
+                self.grpc_server, self.health = await grpc_transport.start(
+                    self.dp, "127.0.0.1", self.grpc_port, self.max_body_size)
+                break
+            except ConfigError:
+                if attempt == 2:
+                    raise
+        await grpc_transport.set_serving(self.health, True)
+
+    async def _stop(self) -> None:
+        self.dp.ready = False
+        for server in self._servers:
+            server.should_exit = True
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(None)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.dp.store.stop()
+
+    def stop(self) -> None:
+        self._call(self._stop())
+
+
+@contextlib.contextmanager
+def in_process(router, **kwargs):
+    """An InProcessServer for the block (InProcessServer's arguments)."""
+    server = InProcessServer(router, **kwargs)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def serving(spec: str, *pairs: str, unit_id: str = "0", **kwargs):
+    """A router built as `seldon-router serve SPEC --param PAIR...` builds it (a built-in name
+    or an import path; name=value parameters, coerced to its arguments' types), served in
+    process (InProcessServer's other arguments)."""
+    from seldon_routers import params, registry
+
+    cls = registry.resolve(spec)
+    router = params.build(cls, params.from_pairs(pairs))
+    name = (router.name if registry.is_router(cls) else "") or registry.builtin_name(cls)
+    with in_process(router, unit_id=unit_id, name=name, **kwargs) as server:
+        yield server

@@ -1,4 +1,5 @@
-"""The time-of-day router behind a real server (`seldon-router serve time-of-day`), on the
+"""The time-of-day router behind the real server's parts, in process (tests/servers.py
+serving: built from string parameters as `seldon-router serve time-of-day` builds it), on the
 real clock: windows placed around the time the test runs, so the expected window is
 known. REST /route and gRPC Route carry its tags, /state shows the schedule, NoRoute is a
 404 / NOT_FOUND, and a bad schedule stops start-up."""
@@ -15,7 +16,7 @@ import requests
 from google.protobuf import json_format
 
 from seldon_routers.proto import prediction_pb2 as pb
-from servers import running_router
+from servers import serving
 
 ROUTER = "time-of-day"
 BODY = {"data": {"ndarray": [[1.0, 2.0]]}}
@@ -64,8 +65,7 @@ def grpc_route(target, metadata=()):
 
 @pytest.fixture(scope="module")
 def served():
-    with running_router(ROUTER, "--param", f"config={json.dumps(schedule())}", "--param", f"timezone={ZONE}",
-                        "--param", "seed=0", "--unit-id", "tod") as rp:
+    with serving(ROUTER, f"config={json.dumps(schedule())}", f"timezone={ZONE}", "seed=0", unit_id="tod") as rp:
         yield rp
 
 
@@ -97,8 +97,7 @@ def test_state_shows_the_schedule(served):
 
 
 def test_outside_every_window_without_default_is_404_and_not_found():
-    with running_router(ROUTER, "--param", f"config={json.dumps(schedule(default=False))}",
-                        "--param", f"timezone={ZONE}") as rp:
+    with serving(ROUTER, f"config={json.dumps(schedule(default=False))}", f"timezone={ZONE}") as rp:
         r = requests.post(rp.url + "/route", json=BODY, timeout=10)
         assert r.status_code == 404 and r.json()["status"]["reason"] == "NO_ROUTE", r.text
         assert "is outside every window" in r.json()["status"]["info"]

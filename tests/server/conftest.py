@@ -1,20 +1,21 @@
 """Real servers for the transport tests, started once per session.
 
-Processes (`seldon-router serve`, as users run it), started in parallel:
+In process (tests/servers.py InProcessServer: the server's DataPlane, RestApp on uvicorn,
+the grpc.aio servicers, on free ports; a process would add only its start-up):
   echo      tests/server/echo_router.EchoRouter  (learns, n_children=2)
   scripted  echo_router.ScriptedRouter           (returns the decision a request asks for)
-  small     EchoRouter with --max-body-size 1000
+  small     EchoRouter with a 1000-byte body limit
   abtest    the built-in ab-test, weights 1:3 over children a, b, seed 3
-In-process, for the Flask adapter: the same four routers behind
+And for the Flask adapter: the same four routers behind
 `seldon_routers.server.flask.create_app`, each on a werkzeug server in a thread.
 
 The `rest` fixture is parametrised over both backends, so every REST test runs against
-uvicorn (the process) and Flask with the same code.
+uvicorn and Flask with the same code. What only the `seldon-router serve` process has
+(the metrics port, signals, flags) is tested in test_server_process.py.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
@@ -22,12 +23,11 @@ import pytest
 import requests
 
 import echo_router
-from server_cases import ThreadedWerkzeug, serve
-from servers import RouterProcess
+from server_cases import ECHO_UNIT, ThreadedWerkzeug
+from servers import InProcessServer
 
 SMALL_BODY = 1000
 AB_PARAMS = {"weights": "1:3", "branch_names": "a:b", "seed": "3"}
-AB_ARGS = [arg for name, value in AB_PARAMS.items() for arg in ("--param", f"{name}={value}")]
 
 
 @dataclass
@@ -47,29 +47,20 @@ class Backend:
 
 
 @pytest.fixture(scope="session")
-def processes():
-    """The four router processes, started concurrently (each takes ~2 s to come up)."""
-    specs = {
-        "echo": ("echo_router.EchoRouter", "--unit-id", "echo"),
-        "scripted": ("echo_router.ScriptedRouter", "--unit-id", "scripted"),
-        "small": ("echo_router.EchoRouter", "--unit-id", "echo", "--max-body-size", str(SMALL_BODY)),
-        "abtest": ("ab-test", "--unit-id", "abtest", *AB_ARGS),
-    }
-    with ThreadPoolExecutor(len(specs)) as pool:
-        futures = {name: pool.submit(serve, *args) for name, args in specs.items()}
-        started, errors = {}, []
-        for name, future in futures.items():
-            try:
-                started[name] = future.result()
-            except Exception as exc:  # noqa: BLE001  stop the others before failing
-                errors.append(f"{name}: {exc}")
+def served():
+    """The four routers, each an InProcessServer."""
+    from seldon_routers import ABTest, params
+
+    started = {}
     try:
-        if errors:
-            raise RuntimeError("could not start router processes: " + "; ".join(errors))
+        started["echo"] = InProcessServer(echo_router.EchoRouter(), unit_id=ECHO_UNIT)
+        started["scripted"] = InProcessServer(echo_router.ScriptedRouter(), unit_id="scripted")
+        started["small"] = InProcessServer(echo_router.EchoRouter(), unit_id=ECHO_UNIT, max_body_size=SMALL_BODY)
+        started["abtest"] = InProcessServer(params.build(ABTest, AB_PARAMS), unit_id="abtest", name="ab-test")
         yield started
     finally:
-        for rp in started.values():
-            rp.stop()
+        for server in started.values():
+            server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -91,17 +82,14 @@ def flask_servers():
 
 @pytest.fixture(scope="session", params=["uvicorn", "flask"])
 def rest(request) -> Backend:
-    if request.param == "uvicorn":
-        servers = request.getfixturevalue("processes")
-    else:
-        servers = request.getfixturevalue("flask_servers")
+    servers = request.getfixturevalue("served" if request.param == "uvicorn" else "flask_servers")
     return Backend(request.param, servers["echo"].url, servers["scripted"].url, servers["small"].url,
                    servers["abtest"].url)
 
 
 @pytest.fixture(scope="session")
-def echo(processes) -> RouterProcess:
-    return processes["echo"]
+def echo(served) -> InProcessServer:
+    return served["echo"]
 
 
 @pytest.fixture(scope="session")
@@ -112,12 +100,12 @@ def echo_channel(echo):
 
 
 @pytest.fixture(scope="session")
-def scripted_channel(processes):
-    with grpc.insecure_channel(processes["scripted"].grpc_target) as channel:
+def scripted_channel(served):
+    with grpc.insecure_channel(served["scripted"].grpc_target) as channel:
         yield channel
 
 
 @pytest.fixture(scope="session")
-def small_channel(processes):
-    with grpc.insecure_channel(processes["small"].grpc_target) as channel:
+def small_channel(served):
+    with grpc.insecure_channel(served["small"].grpc_target) as channel:
         yield channel

@@ -1,4 +1,4 @@
-"""A learning router behind the real server: one state for REST and gRPC, feedback
+"""A learning router behind the real server's parts (in process): one state for REST and gRPC, feedback
 attributed through meta.routing, applied once per puid, bad feedback refused."""
 
 import grpc
@@ -6,13 +6,12 @@ import pytest
 import requests
 
 from seldon_routers.proto import prediction_pb2 as pb
-from servers import running_router
+from servers import serving
 
 
 @pytest.fixture(scope="module")
 def ts():
-    with running_router("thompson-sampling", "--unit-id", "ts", "--param", "n_branches=3",
-                        "--param", "seed=0", "--param", "branch_names=a:b:c") as rp:
+    with serving("thompson-sampling", "n_branches=3", "seed=0", "branch_names=a:b:c", unit_id="ts") as rp:
         yield rp
 
 

@@ -216,8 +216,8 @@ def test_undecodable_bytes(echo, echo_channel, method, name):
     assert "request" in err.details()
 
 
-def test_oversized_message(processes, small_channel):
-    small = processes["small"]
+def test_oversized_message(served, small_channel):
+    small = served["small"]
     big = pb.SeldonMessage(strData="x" * 1200)
     with state_unchanged(small.url):
         err = grpc_error(small_channel, "/seldon.protos.Router/Route", big)
@@ -227,7 +227,7 @@ def test_oversized_message(processes, small_channel):
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.details()
 
 
-def test_reply_larger_than_request_limit(processes, small_channel):
+def test_reply_larger_than_request_limit(served, small_channel):
     """--max-body-size bounds requests; a reply over it (here the echo of a 900-byte
     request) still goes out, as it does over REST."""
     reply = grpc_call(small_channel, "/seldon.protos.Router/Route", pb.SeldonMessage(strData="y" * 900))

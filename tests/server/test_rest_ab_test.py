@@ -48,8 +48,8 @@ def test_ab_test_state_and_feedback(rest):
     assert after == body
 
 
-def test_ab_test_grpc_reply(processes):
-    with grpc.insecure_channel(processes["abtest"].grpc_target) as channel:
+def test_ab_test_grpc_reply(served):
+    with grpc.insecure_channel(served["abtest"].grpc_target) as channel:
         for _ in range(10):
             reply = grpc_call(channel, "/seldon.protos.Router/Route", pb.SeldonMessage(strData="x"))
             child = int(reply.meta.routing[UNIT])

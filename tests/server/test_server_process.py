@@ -1,5 +1,8 @@
-"""What only the `seldon-router serve` process has: Prometheus metrics on their own port,
-and a graceful SIGTERM (not ready at once, in-flight calls finish, exit 0)."""
+"""What only the `seldon-router serve` process has: the command line building the router
+and its limits, Prometheus metrics on their own port, and a graceful SIGTERM (not ready at
+once, in-flight calls finish, exit 0). Everything else about the
+transports runs against in-process servers (conftest.py), which this checks the process
+answers like."""
 
 from __future__ import annotations
 
@@ -12,18 +15,51 @@ import pytest
 import requests
 
 from seldon_routers.proto import prediction_pb2 as pb
-from server_cases import ECHO_UNIT, fb, grpc_call, post_json, serve
+from server_cases import ECHO_UNIT, assert_seldon_error, fb, grpc_call, grpc_error, post_json, reply_dict, serve
 from support import scrape, wait_until
 
+SMALL_BODY = 1000
 
-def test_metrics_count_routes_feedback_and_errors(echo, echo_channel):
-    before = scrape(echo)
+
+@pytest.fixture(scope="module")
+def process():
+    """`seldon-router serve echo_router.EchoRouter` with a body limit, as the in-process `small`."""
+    rp = serve("echo_router.EchoRouter", "--unit-id", ECHO_UNIT, "--max-body-size", str(SMALL_BODY))
+    yield rp
+    rp.stop()
+
+
+@pytest.fixture(scope="module")
+def process_channel(process):
+    with grpc.insecure_channel(process.grpc_target) as channel:
+        yield channel
+
+
+def test_the_process_answers_as_the_in_process_server_does(process, process_channel, served, small_channel):
+    small = served["small"]
+    for message in ({"strData": "p"}, {"data": {"names": ["a"], "ndarray": [[1, 2.5]]}, "meta": {"puid": "x"}}):
+        by_process, in_process = post_json(process.url + "/route", message), post_json(small.url + "/route", message)
+        assert by_process.status_code == in_process.status_code == 200
+        assert by_process.json() == in_process.json()
+        proto = pb.SeldonMessage(strData="g")
+        assert reply_dict(grpc_call(process_channel, "/seldon.protos.Router/Route", proto)) == reply_dict(
+            grpc_call(small_channel, "/seldon.protos.Router/Route", proto))
+    assert post_json(process.url + "/send-feedback", fb(routing=1)).json() == post_json(
+        small.url + "/send-feedback", fb(routing=1)).json()
+    # --max-body-size bounds both transports of the process
+    assert_seldon_error(post_json(process.url + "/route", {"strData": "x" * SMALL_BODY}), 413, "body", "1000")
+    err = grpc_error(process_channel, "/seldon.protos.Router/Route", pb.SeldonMessage(strData="x" * 1200))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_metrics_count_routes_feedback_and_errors(process, process_channel):
+    before = scrape(process)
     for _ in range(2):
-        assert post_json(echo.url + "/route", {"strData": "m"}).status_code == 200
-    grpc_call(echo_channel, "/seldon.protos.Router/Route", pb.SeldonMessage(strData="m"))
-    assert post_json(echo.url + "/send-feedback", fb(routing=1, reward=0.5)).status_code == 200
-    assert post_json(echo.url + "/route", {"strData": 5}).status_code == 400
-    after = scrape(echo)
+        assert post_json(process.url + "/route", {"strData": "m"}).status_code == 200
+    grpc_call(process_channel, "/seldon.protos.Router/Route", pb.SeldonMessage(strData="m"))
+    assert post_json(process.url + "/send-feedback", fb(routing=1, reward=0.5)).status_code == 200
+    assert post_json(process.url + "/route", {"strData": 5}).status_code == 400
+    after = scrape(process)
     assert after.value("seldon_router_routes_total", child=0) == before.value("seldon_router_routes_total",
                                                                               child=0) + 3
     assert after.value("seldon_router_feedback_total", child=1) == before.value(
@@ -38,12 +74,12 @@ def test_metrics_count_routes_feedback_and_errors(echo, echo_channel):
             "seldon_router_request_seconds_count", **key)
 
 
-def test_metrics_port_serves_only_metrics(echo):
-    r = requests.get(f"http://127.0.0.1:{echo.metrics_port}/route", timeout=5)
+def test_metrics_port_serves_only_metrics(process):
+    r = requests.get(f"http://127.0.0.1:{process.metrics_port}/route", timeout=5)
     assert r.status_code == 404
-    assert requests.get(f"http://127.0.0.1:{echo.metrics_port}/metrics", timeout=5).status_code == 200
+    assert requests.get(f"http://127.0.0.1:{process.metrics_port}/metrics", timeout=5).status_code == 200
     # and the REST port does not serve them
-    assert requests.get(echo.url + "/metrics", timeout=5).status_code == 404
+    assert requests.get(process.url + "/metrics", timeout=5).status_code == 404
 
 
 def test_sigterm_drains_in_flight_calls():

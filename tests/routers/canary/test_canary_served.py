@@ -1,7 +1,8 @@
-"""The canary behind real servers (`seldon-router serve`, as users run it): route tags over
+"""The canary behind real servers: in process (tests/servers.py serving), route tags over
 REST and gRPC carry the phase and weight, /state shows the rollout, an error tag in a
-feedback's response.meta.tags counts as an error, a bad feedback is a 400 naming the field,
-and a file snapshot carries the rollout over a restart."""
+feedback's response.meta.tags counts as an error, a bad feedback is a 400 naming the field;
+and through `seldon-router serve` processes, a file snapshot carries the rollout over a
+restart."""
 
 import time
 
@@ -11,15 +12,15 @@ import requests
 from google.protobuf import json_format
 
 from seldon_routers.proto import prediction_pb2 as pb
-from servers import running_router
+from servers import running_router, serving
 
 ROUTER = "canary"  # `canary` once registered: the same class
 UNIT = "cn"
 BODY = {"data": {"ndarray": [[1.0, 2.0]]}}
 # An hour between checks: nothing moves on its own during a test.
-ARGS = (ROUTER, "--unit-id", UNIT, "--param", "branch_names=stable:candidate", "--param", "min_reward=0.9",
-        "--param", "max_error_rate=0.1", "--param", "step_weights=20:50", "--param", "interval=3600",
-        "--param", "seed=0")
+PARAMS = ("branch_names=stable:candidate", "min_reward=0.9", "max_error_rate=0.1", "step_weights=20:50",
+          "interval=3600", "seed=0")
+ARGS = (ROUTER, "--unit-id", UNIT, *[arg for pair in PARAMS for arg in ("--param", pair)])
 
 
 def state(rp) -> dict:
@@ -50,7 +51,7 @@ def grpc_call(rp, method, message, reply=pb.SeldonMessage):
 
 @pytest.fixture(scope="module")
 def served():
-    with running_router(*ARGS) as rp:
+    with serving(ROUTER, *PARAMS, unit_id=UNIT) as rp:
         yield rp
 
 

@@ -1,6 +1,8 @@
-"""The classifier behind real servers (`seldon-router serve classifier ...`, as users run it):
-digits routed over REST and gRPC, shape errors as 400 / INVALID_ARGUMENT naming both
-shapes, batch-size and inference-time histograms on /metrics, /ready only after warm-up."""
+"""The classifier behind real servers, in process (tests/servers.py serving, built from
+string parameters as `seldon-router serve classifier ...` builds it): digits routed over
+REST and gRPC, shape errors as 400 / INVALID_ARGUMENT naming both shapes, batch-size and
+inference-time histograms on /metrics; and as a `seldon-router serve` process, /ready only
+after warm-up."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import pytest
 import requests
 
 from classifier_cases import HERE, MODELS, grpc_route, need, route
-from servers import running_router, start_router, wait_http
+from servers import serving, start_router, wait_http
 from support import scrape
 
 ENV = {"PYTHONPATH": os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)}
@@ -24,9 +26,8 @@ BATCHES = "seldon_router_classifier_batch_size_count"
 @pytest.fixture(scope="module")
 def digits():
     need("onnxruntime", "onnx")
-    with running_router("classifier", "--param", f"model_path={MODELS['onnx']}", "--param",
-                        "class_to_child=[0,0,0,0,0,1,1,1,1,1]", "--param", "branch_names=digits-0-4:digits-5-9",
-                        "--unit-id", "digits") as rp:
+    with serving("classifier", f"model_path={MODELS['onnx']}", "class_to_child=[0,0,0,0,0,1,1,1,1,1]",
+                 "branch_names=digits-0-4:digits-5-9", unit_id="digits") as rp:
         yield rp
 
 
@@ -80,7 +81,7 @@ def test_concurrent_calls_show_in_the_batch_histograms(digits, heldout):
 
 
 def test_a_callable_classifier_served_by_import_path():
-    with running_router("classifier_models.LinearClassifier", "--param", "min_confidence=0.9", env=ENV) as rp:
+    with serving("classifier_models.LinearClassifier", "min_confidence=0.9") as rp:
         r = route(rp.url, {"data": {"ndarray": [[0, 0, 5, 0]]}})
         assert r.status_code == 200 and r.json()["meta"]["tags"]["0"]["branch"] == "high", r.text
         r = route(rp.url, {"data": {"ndarray": [[1, 1, 1, 1]]}})

@@ -1,4 +1,4 @@
-"""The rules router behind real servers (`seldon-router serve rules`, as users run it):
+"""The rules router behind the real server's parts, in process (tests/servers.py serving):
 the Envoy example's pools and fallback by header and gRPC method path, jsonData rules,
 NoRoute as Seldon's 404 error JSON and gRPC NOT_FOUND, and a ModelRoute's tags and /state."""
 
@@ -12,7 +12,7 @@ import yaml
 from google.protobuf import json_format
 
 from seldon_routers.proto import prediction_pb2 as pb
-from servers import running_router
+from servers import serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -44,7 +44,7 @@ def grpc_route(target, service="Router", metadata=(), message=None):
 
 @pytest.fixture(scope="module")
 def envoy():
-    with running_router("rules", "--param", f"config_file={os.path.join(ENVOY, 'rules.yaml')}", "--unit-id", "rr") as rp:
+    with serving("rules", f"config_file={os.path.join(ENVOY, 'rules.yaml')}", unit_id="rr") as rp:
         yield rp
 
 
@@ -94,7 +94,7 @@ RULES = {"children": ["a", "b"], "rules": [
 
 @pytest.fixture(scope="module")
 def no_fallback():
-    with running_router("rules", "--param", f"config={json.dumps(RULES)}", "--unit-id", "rr") as rp:
+    with serving("rules", f"config={json.dumps(RULES)}", unit_id="rr") as rp:
         yield rp
 
 
@@ -126,8 +126,8 @@ def test_no_route_is_grpc_not_found(no_fallback):
 
 
 def test_model_route_tags_and_state_through_the_server():
-    with running_router("rules", "--param", f"config_file={MODELROUTE}", "--param",
-                        "branch_names=stable:canary:fallback", "--param", "seed=0", "--unit-id", "rr") as rp:
+    with serving("rules", f"config_file={MODELROUTE}", "branch_names=stable:canary:fallback", "seed=0",
+                 unit_id="rr") as rp:
         seen = {}
         with requests.Session() as s:
             for _ in range(200):
