@@ -1,6 +1,6 @@
 """What only the `seldon-router serve` process has: the command line building the router
 and its limits, Prometheus metrics on their own port, and a graceful SIGTERM (not ready at
-once, in-flight calls finish, exit 0). Everything else about the
+once, gRPC health NOT_SERVING, in-flight calls finish, exit 0). Everything else about the
 transports runs against in-process servers (conftest.py), which this checks the process
 answers like."""
 
@@ -13,6 +13,7 @@ import time
 import grpc
 import pytest
 import requests
+from grpc_health.v1 import health_pb2
 
 from seldon_routers.proto import prediction_pb2 as pb
 from server_cases import ECHO_UNIT, assert_seldon_error, fb, grpc_call, grpc_error, post_json, reply_dict, serve
@@ -80,6 +81,26 @@ def test_metrics_port_serves_only_metrics(process):
     assert requests.get(f"http://127.0.0.1:{process.metrics_port}/metrics", timeout=5).status_code == 200
     # and the REST port does not serve them
     assert requests.get(process.url + "/metrics", timeout=5).status_code == 404
+
+
+@pytest.mark.parametrize("service", ["", "seldon.protos.Router"])
+def test_sigterm_turns_grpc_health_not_serving(service):
+    """A Kubernetes gRPC probe (or a client watching health) sees NOT_SERVING as soon as the
+    process is told to stop, before its listeners close."""
+    rp = serve("echo_router.EchoRouter", "--unit-id", ECHO_UNIT)
+    try:
+        with grpc.insecure_channel(rp.grpc_target) as channel:
+            watch = channel.unary_stream("/grpc.health.v1.Health/Watch",
+                                         request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+                                         response_deserializer=health_pb2.HealthCheckResponse.FromString)
+            updates = watch(health_pb2.HealthCheckRequest(service=service), timeout=30)
+            assert next(updates).status == health_pb2.HealthCheckResponse.SERVING
+            rp.proc.send_signal(signal.SIGTERM)
+            assert next(updates).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            updates.cancel()  # the server drains open calls, this one too: end it
+        assert rp.proc.wait(timeout=20) == 0
+    finally:
+        rp.stop(signal.SIGKILL)
 
 
 def test_sigterm_drains_in_flight_calls():
