@@ -101,6 +101,9 @@ def test_seed_zero_is_honoured_and_generators_are_per_instance(cls):
     assert stream(1) != first  # Seldon's `if seed:` ignored 0, so 0 and None were alike
 
 
+# Python >= 3.12 warns of any fork in a multi-threaded process: the in-process servers'
+# loop, if another test started it, is such a thread (the children touch none of it).
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded, use of fork:DeprecationWarning")
 def test_forked_workers_draw_different_streams():
     r = ThompsonSampling(n_branches=10, seed=7)
     r.route(ONE_ROW, [])  # the parent has draws made ahead: a child must not replay them

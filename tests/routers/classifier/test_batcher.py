@@ -276,6 +276,9 @@ def _classify_in_child(router, queue):
 
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform")
+# Forking while the batcher's thread runs is the point; Python >= 3.12 warns of any fork
+# in a multi-threaded process.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded, use of fork:DeprecationWarning")
 def test_a_forked_process_starts_its_own_worker():
     router = ClassifierRouter(model=Linear(np.eye(4) * 5), input_shape="4")
     router.load()
