@@ -13,6 +13,7 @@ import sys
 
 from . import params, registry
 from .errors import ConfigError, RouterError
+from .routers._params import integer, positive_int
 
 
 def _env_int(name: str, default: int) -> int:
@@ -140,9 +141,7 @@ def _workers(args) -> int:
             workers, source = int(value), "--workers ($SELDON_ROUTER_WORKERS)"
         except ValueError:
             raise ConfigError(f"--workers ($SELDON_ROUTER_WORKERS): expected an integer, got {value!r}") from None
-    if workers < 1:
-        raise ConfigError(f"{source}: must be >= 1, got {workers}")
-    return workers
+    return positive_int(workers, source)
 
 
 # Why a store that is not shared cannot serve several workers.
@@ -177,11 +176,8 @@ def serve(args) -> int:
         log_level=args.log_level,
     )
     if args.max_body_size is not None:
-        if args.max_body_size < 1:
-            raise ConfigError("--max-body-size: must be >= 1")
-        settings.max_body_size = args.max_body_size
-    if args.max_in_flight < 0:
-        raise ConfigError("--max-in-flight: must be >= 0")
+        settings.max_body_size = positive_int(args.max_body_size, "--max-body-size")
+    integer(args.max_in_flight, "--max-in-flight")
     if workers > 1:
         from .server.workers import supervise
 

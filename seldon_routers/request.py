@@ -95,6 +95,25 @@ class Request:
         self.path = path
         self.query = {} if query is None else query
 
+    @classmethod
+    def from_seldon(cls, features: Any, feature_names: list | None = None, meta: dict | None = None) -> "Request":
+        """The view of Seldon's wrapper arguments (features, feature_names, meta), the kind
+        told by the features' type as the wire would have said it: an array for tensor
+        data, str for strData, bytes for binData, other JSON values for jsonData."""
+        if features is None:
+            kind = ""
+        elif isinstance(features, str):
+            kind = "strData"
+        elif isinstance(features, bytes):
+            kind = "binData"
+        elif isinstance(features, CustomData):
+            kind = "customData"
+        elif hasattr(features, "shape") and hasattr(features, "dtype"):
+            kind = "ndarray"
+        else:
+            kind = "jsonData"
+        return cls(features, feature_names, kind, meta)
+
     @property
     def features(self) -> Any:
         if self._decode is not None:
@@ -145,3 +164,10 @@ class Feedback:
     truth: Any
     routing: int | None = None
     reward_given: bool = True
+
+    @classmethod
+    def from_seldon(cls, features: Any, feature_names: list | None, reward, truth: Any,
+                    routing: int | None = None) -> "Feedback":
+        """The view of Seldon's send_feedback arguments (no puid, no tags: the wrapper passes none)."""
+        return cls(Request.from_seldon(features, feature_names), empty_meta(), reward, truth, routing,
+                   reward_given=reward is not None)

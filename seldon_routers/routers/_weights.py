@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 from ..errors import ConfigError
 from ..request import Request
-from ._arms import normalise_weights
+from ._params import weights as normalise
 
 _SCALE = float(2 ** 64)
 
@@ -35,7 +35,7 @@ class WeightedChoice:
         if len(weights) != len(children):
             raise ConfigError(f"{field}: {len(weights)} weights for {len(children)} children")
         self.children = list(children)
-        self.weights = normalise_weights(weights, field)
+        self.weights = normalise(weights, field)
         cumulative, total = [], 0.0
         for w in self.weights:
             total += w

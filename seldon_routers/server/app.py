@@ -110,7 +110,7 @@ async def serve(dp: DataPlane, settings: Settings, link=None) -> None:
         for sock in sockets:
             sock.close()
         if load_first:
-            await dp.store.stop()
+            await dp.stop()
         raise
     servers = [_uvicorn(RestApp(dp, settings.max_body_size), settings.host, settings.http_port, settings)]
     if settings.serve_metrics:
@@ -165,7 +165,7 @@ async def serve(dp: DataPlane, settings: Settings, link=None) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     if orphaned is not None:
         orphaned.cancel()
-    await dp.store.stop()  # after the last call drained: the final snapshot or flush has it
+    await dp.stop()  # after the last call drained: the final snapshot or flush has it, then close()
     for task in done:
         if task.exception():
             raise task.exception()

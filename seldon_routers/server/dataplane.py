@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import numbers
 import os
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -21,63 +19,11 @@ import orjson
 from ..codec import from_json, from_proto, replies
 from ..errors import BadRequest, NotReady, RouterError, RouterFailed, TooManyRequests
 from ..request import Feedback, Request
-from ..router import Decision, Router
+from ..router import Decision, as_router, check_decision
 from ..state import Store
 from .metrics import Metrics
 
 log = logging.getLogger("seldon_routers")
-
-
-class _SeldonStyle(Router):
-    """Serves a plain Seldon wrapper class (route/send_feedback, no Router base) as is."""
-
-    def __init__(self, inner: Any):
-        self.inner = inner
-        self.n_children = getattr(inner, "n_children", None)
-        self.name = type(inner).__name__
-        params = inspect.signature(inner.route).parameters
-        self._takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values()) or "meta" in params
-
-    def decide(self, request: Request):
-        if self._takes_kwargs:
-            return self.inner.route(request.features, request.feature_names, meta=request.meta)
-        return self.inner.route(request.features, request.feature_names)
-
-    @property
-    def learns(self) -> bool:
-        return hasattr(self.inner, "send_feedback")
-
-    def learn(self, feedback: Feedback):
-        req = feedback.request
-        return self.inner.send_feedback(req.features, req.feature_names, feedback.reward, feedback.truth,
-                                        routing=feedback.routing)
-
-    def load(self):
-        getattr(self.inner, "load", lambda: None)()
-
-    def tags(self):
-        return getattr(self.inner, "tags", dict)()
-
-    def metrics(self):
-        return getattr(self.inner, "metrics", list)()
-
-    def state(self):
-        return getattr(self.inner, "state", dict)()
-
-
-def _hook(router: Router, name: str):
-    """An optional hook of the user's object (None when it has none)."""
-    return getattr(router.inner if isinstance(router, _SeldonStyle) else router, name, None)
-
-
-def as_router(obj: Any) -> Router:
-    return obj if isinstance(obj, Router) else _SeldonStyle(obj)
-
-
-def _overrides(router: Router, hook: str) -> bool:
-    if isinstance(router, _SeldonStyle):
-        return hasattr(router.inner, hook)
-    return getattr(type(router), hook) is not getattr(Router, hook)
 
 
 class DataPlane:
@@ -92,12 +38,10 @@ class DataPlane:
         self.ready = False
         self.in_flight = 0
         self._proto_replies = replies.ProtoRouteReplies()
-        # Hooks that cost a call per request only when the router defines them.
-        self._has_tags = _overrides(self.router, "tags")
-        self._has_metrics = _overrides(self.router, "metrics")
-        register = _hook(self.router, "register_metrics")
-        if register is not None:  # a router's own Prometheus metrics, in this unit's registry
-            register(self.metrics.registry)
+        # Hooks that cost a call per request only when the router writes them.
+        self._has_tags = self.router.has_hook("tags")
+        self._has_metrics = self.router.has_hook("metrics")
+        self.router.register_metrics(self.metrics)  # a router's own Prometheus metrics, in this unit's registry
 
     def load(self) -> None:
         self.router.load()
@@ -108,6 +52,13 @@ class DataPlane:
         await asyncio.get_running_loop().run_in_executor(None, self.router.load)
         await self.store.start(self.router, self.metrics, self.unit_id)
         self.ready = True
+
+    async def stop(self) -> None:
+        """After the last call drained: the store's final snapshot or flush, then the router's close()."""
+        try:
+            await self.store.stop()
+        finally:
+            self.router.close()
 
     def serving_ready(self) -> bool:
         """What /ready says: loaded, and the state store reachable if it is required."""
@@ -128,7 +79,7 @@ class DataPlane:
         except Exception as exc:
             log.exception("router %s failed in route", self.name)
             raise RouterFailed(f"router {self.name} failed in route: {type(exc).__name__}: {exc}") from exc
-        child, decision_tags = self._check(decision)
+        child, decision_tags = check_decision(decision, self.name, self.router.n_children)
         self.metrics.routed(child)
         # The decision's tags go under this unit's id, so routers in one graph never collide.
         tags = {self.unit_id: decision_tags or {"route": child}}
@@ -160,21 +111,6 @@ class DataPlane:
             raise RouterFailed(f"router {self.name} failed in send_feedback: {type(exc).__name__}: {exc}") from exc
         self.metrics.fed_back(fb.routing, fb.reward)
         return replies.reply_meta(fb.request.puid, self._router_tags(), None, self._router_metrics())
-
-    def _check(self, decision) -> tuple[int, Any]:
-        tags = None
-        if type(decision) is Decision:
-            decision, tags = decision.child, decision.tags
-            if tags is not None and not isinstance(tags, Mapping):
-                raise RouterFailed(f"router {self.name} returned tags {tags!r}; Decision.tags must be a mapping")
-        if type(decision) is not int and (isinstance(decision, bool) or not isinstance(decision, numbers.Integral)):
-            raise RouterFailed(f"router {self.name} returned {decision!r} ({type(decision).__name__}); "
-                               "a route must be an integer")
-        child, n = int(decision), self.router.n_children
-        if child < -2 or (n is not None and child >= n):
-            valid = f"-2..{n - 1}" if n is not None else ">= -2"
-            raise RouterFailed(f"router {self.name} returned route {child}, outside {valid}")
-        return child, tags
 
     def _router_tags(self) -> dict:
         if not self._has_tags:
@@ -237,14 +173,15 @@ class DataPlane:
                               "store": self.store.describe(), "pid": os.getpid()})  # pid: which worker answered
 
     def metadata(self) -> dict:
-        init = _hook(self.router, "init_metadata")
-        if init is not None:
-            return init()
+        if self.router.has_hook("init_metadata"):
+            return self.router.init_metadata()
         return {"name": self.name, "versions": [], "platform": "seldon-routers", "inputs": [], "outputs": [],
                 "custom": {"type": "ROUTER", "unit": self.unit_id,
                            "n_children": self.router.n_children}}
 
     def health_status(self) -> bytes:
-        hook = _hook(self.router, "health_status")
-        body = {"jsonData": hook()} if hook else {"status": {"status": 0, "code": 0, "info": "ok", "reason": ""}}
+        if self.router.has_hook("health_status"):
+            body = {"jsonData": self.router.health_status()}
+        else:
+            body = {"status": {"status": 0, "code": 0, "info": "ok", "reason": ""}}
         return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)

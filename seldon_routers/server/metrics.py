@@ -43,6 +43,10 @@ class Metrics:
         self._cache: dict = {}
         self._custom: dict = {}
 
+    def histogram(self, name: str, documentation: str, buckets) -> Histogram:
+        """A router's own histogram in this unit's registry (see Router.register_metrics)."""
+        return Histogram(name, documentation, registry=self.registry, buckets=buckets)
+
     def _child(self, metric, child: int):
         key = (id(metric), child)
         found = self._cache.get(key)

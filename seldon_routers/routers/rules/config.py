@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ...errors import ConfigError
-from .._config import child_names, named_entries, read_document, resolve_child, sticky_key, targets
+from .._config import child_names, named_entries, read_document, sticky_key, targets
+from .._params import child
 from .._weights import StickyKey, WeightedChoice
 from .conditions import Predicate, compile_block
 
@@ -62,7 +63,7 @@ def compile_rules(doc: Any, names: list, source: str = "rules") -> Config:
     if not isinstance(rules_spec, list):
         raise ConfigError(f"rules: expected a list of rules, got {rules_spec!r}")
     default_sticky = sticky_key(doc.get("sticky_key"), "sticky_key")
-    fallback = None if doc.get("fallback") is None else resolve_child(doc["fallback"], names, "fallback")
+    fallback = None if doc.get("fallback") is None else child(doc["fallback"], names, "fallback")
     rules, reads = [], set()
     for i, label, where, spec in named_entries(rules_spec, "rules", RULE_KEYS, "rule"):
         if "to" not in spec:

@@ -101,8 +101,9 @@ def test_builds_from_seldon_string_parameters():
 
 @pytest.mark.parametrize("kwargs, field", [
     (dict(min_reward=None), "min_reward: a canary must check something"),
-    (dict(stable="nope"), "stable: 'nope' is neither"),
-    (dict(candidate="7"), "candidate: '7' is neither"),
+    (dict(stable="nope"), r"stable: unknown child 'nope' \(children: stable, candidate\)"),
+    (dict(candidate="7"), r"candidate: unknown child '7' \(children: stable, candidate\); expected a name or an "
+                          r"index 0..1"),
     (dict(candidate="stable"), "candidate: the same child as stable"),
     (dict(branch_names="only"), "branch_names: a canary needs two children"),
     (dict(n_branches=0), "n_branches"),

@@ -164,24 +164,26 @@ def test_nan_scores_go_to_the_fallback_with_no_class_or_probability():
 
 
 def test_a_fallback_or_mapped_child_that_does_not_exist_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"fallback: child 7 is not -2, -1, 0..3 \(one child per label"):
+    with pytest.raises(ConfigError, match=r"fallback: unknown child 7 \(children: 0, 1, 2, 3\); expected a name or an "
+                                          r"index 0..3, or -1 \(all children\) or -2 \(none\) \(one child per label"):
         ClassifierRouter(model=one_hot_model(), input_shape="4", labels="a:b:c:d", min_confidence=0.9, fallback=7)
-    with pytest.raises(ConfigError, match=r"fallback: child 2 is not -2, -1, 0..1"):
+    with pytest.raises(ConfigError, match=r"fallback: unknown child 2 \(children: 0, 1\); expected .* index 0..1, "
+                                          r"or -1 \(all children\) or -2 \(none\)"):
         ClassifierRouter(model=one_hot_model(), input_shape="4", n_branches=2, fallback=2)
     router = loaded(labels="a:b:c:d", min_confidence=0.9, fallback=3)
     assert router.classify(np.full((1, 4), 0.25)).child == 3
 
 
 def test_registering_metrics_again_replaces_the_hook():
-    from prometheus_client import CollectorRegistry
+    from seldon_routers.server.metrics import Metrics
 
     router = loaded()
-    first, second = CollectorRegistry(), CollectorRegistry()
+    first, second = Metrics(), Metrics()
     router.register_metrics(first)
     router.register_metrics(second)  # a second DataPlane on the same router
     router.classify(E[:1])
     count = "seldon_router_classifier_batch_size_count"
-    assert first.get_sample_value(count) == 0 and second.get_sample_value(count) == 1
+    assert first.registry.get_sample_value(count) == 0 and second.registry.get_sample_value(count) == 1
 
 
 def test_rows_reshape_from_flat_and_shape_errors_name_both_forms():
@@ -254,9 +256,9 @@ def test_labels_must_match_the_model():
     ({"model": one_hot_model(), "input_shape": "a,b"}, "input_shape"),
     ({"model": one_hot_model(), "class_to_child": "{not json"}, "class_to_child: not valid JSON"),
     ({"model": one_hot_model(), "class_to_child": [0, "nope"]}, r"class_to_child\[1\]"),
-    ({"model": one_hot_model(), "class_to_child": [0, 2], "n_branches": 2}, r"class_to_child\[1\]: child 2"),
-    ({"model": one_hot_model(), "fallback": -3}, "fallback: child -3"),
-    ({"model": one_hot_model(), "fallback": "other", "branch_names": "a:b"}, "fallback: 'other'"),
+    ({"model": one_hot_model(), "class_to_child": [0, 2], "n_branches": 2}, r"class_to_child\[1\]: unknown child 2 \(children: 0, 1\)"),
+    ({"model": one_hot_model(), "fallback": -3}, "fallback: unknown child -3"),
+    ({"model": one_hot_model(), "fallback": "other", "branch_names": "a:b"}, r"fallback: unknown child 'other' \(children: a, b\)"),
 ])
 def test_invalid_configuration_names_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field):
