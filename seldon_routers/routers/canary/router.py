@@ -62,6 +62,8 @@ class Canary(Router):
     seed: this instance's generator; sticky_key: header:NAME or tag:NAME keeps a user on one child.
     dedupe: feedback puids remembered so a duplicate counts once. revision: a label of this
       rollout (e.g. the candidate's version); a snapshot of another revision is not restored.
+    config / config_file: a MatrixInfer ModelRoute (inline or a path) whose spec.canary sets
+      stable, candidate, the first weight, interval and max_error_rate (docs/canary.md).
     clock: POSIX seconds (default time.time); for tests, not a Seldon parameter.
     """
 
@@ -76,7 +78,17 @@ class Canary(Router):
                  max_error_rate: Optional[float] = None, margin: Optional[float] = None,
                  min_probability: float = 0.95, seed: Optional[int] = None, sticky_key: Optional[str] = None,
                  dedupe: int = 100_000, revision: Optional[str] = None,
+                 config: Union[str, dict, None] = None, config_file: Optional[str] = None,
                  clock: Optional[Callable[[], float]] = None):
+        self.not_enforced = {}
+        if config is not None or config_file is not None:
+            from .modelroute import from_model_route
+            mapped, self.not_enforced = from_model_route(config, config_file, branch_names, n_branches, dict(
+                stable=stable, candidate=candidate, interval=interval, step_weight=step_weight,
+                step_weights=step_weights, max_weight=max_weight, max_error_rate=max_error_rate))
+            stable, candidate = mapped["stable"], mapped["candidate"]
+            interval, step_weight = mapped.get("interval", interval), mapped.get("step_weight", step_weight)
+            max_error_rate = mapped.get("max_error_rate", max_error_rate)
         if branch_names is None and n_branches is None:
             branch_names = ["stable", "candidate"]
         self.branch_names = resolve_arms(n_branches, branch_names)
@@ -214,7 +226,7 @@ class Canary(Router):
                     "interval": self.rollout.interval, "max_weight": self.rollout.steps.top,
                     **self.rollout.to_json(self.clock()),
                     "totals": {names[c]: t.to_json() for c, t in self.totals.items()},
-                    "duplicates": self.duplicates}
+                    "duplicates": self.duplicates, **({"not_enforced": self.not_enforced} if self.not_enforced else {})}
 
     def load_state(self, state: dict) -> None:
         """Restore a snapshot of this rollout (ConfigError naming the field, nothing changed,
