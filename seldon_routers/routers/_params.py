@@ -62,23 +62,29 @@ def optional(reader: Callable, value, field: str, *args, **kwargs):
     return None if value is None else reader(value, field, *args, **kwargs)
 
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+# Go's time.ParseDuration units, which Kubernetes' metav1.Duration (a ModelRoute's timeout,
+# a canary's analysis interval, Flagger's interval) is written in: "300ms", "30s", "5m", "1h30m".
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_WHOLE = re.compile(rf"(?:{_PART.pattern})+")
 
 
 def duration(value, field: str) -> float:
-    """Seconds > 0: a number of seconds, or a Go/Kubernetes-style duration such as
-    "500ms", "30s", "5m", "1h30m" (what Flagger and ModelRoute documents write)."""
+    """A duration in seconds, >= 0: a Go/Kubernetes duration string ("30s", "5m",
+    "1h30m", "250ms"; "0" alone needs no unit), or a number of seconds. (A parameter
+    annotated float | str arrives as a number when its text is one: params.py.)"""
+    if _is_number(value):
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{field}: expected a duration >= 0, got {value!r}")
+        return float(value)
     if isinstance(value, str):
         text = value.strip()
-        if _INT.fullmatch(text) or re.fullmatch(r"\d*\.\d+|\d+\.\d*", text):
-            value = float(text)
-        else:
-            parts = _DURATION.findall(text)
-            if not parts or "".join(n + u for n, u in parts) != text:
-                raise ConfigError(f"{field}: expected seconds or a duration like 30s, 5m or 1h30m, got {value!r}")
-            value = sum(float(n) * _UNITS[u] for n, u in parts)
-    return number(value, field, 0.0, lo_open=True)
+        if text == "0":
+            return 0.0
+        if _WHOLE.fullmatch(text):
+            return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(text))
+    raise ConfigError(f"{field}: expected a duration like 30s, 5m or 1h30m (units h, m, s, ms, us, ns), "
+                      f"got {value!r}")
 
 
 def choice(value, field: str, options: Sequence[str]) -> str:

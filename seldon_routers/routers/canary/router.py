@@ -17,7 +17,7 @@ from ...router import Decision, Router
 from .._dedupe import SeenPuids
 from .._params import arguments
 from .._weights import WeightedChoice
-from . import config
+from .config import read as read_config
 from .analysis import Tally
 from .rollout import INITIALIZED, Rollout, log
 
@@ -51,6 +51,8 @@ class Canary(Router):
     seed: this instance's generator; sticky_key: header:NAME or tag:NAME keeps a user on one child.
     dedupe: feedback puids remembered so a duplicate counts once. revision: a label of this
       rollout (e.g. the candidate's version); a snapshot of another revision is not restored.
+    config / config_file: a MatrixInfer ModelRoute (inline or a path) whose spec.canary sets
+      stable, candidate, the first weight, interval and max_error_rate (docs/canary.md).
     clock: POSIX seconds (default time.time); for tests, not a Seldon parameter.
 
     Under Seldon's wrapper feedback carries a reward only (no error tags, no puid), so the
@@ -68,8 +70,9 @@ class Canary(Router):
                  max_error_rate: Optional[float] = None, margin: Optional[float] = None,
                  min_probability: float = 0.95, seed: Optional[int] = None, sticky_key: Optional[str] = None,
                  dedupe: int = 100_000, revision: Optional[str] = None,
+                 config: Union[str, dict, None] = None, config_file: Optional[str] = None,
                  clock: Optional[Callable[[], float]] = None):
-        settings = config.read(**arguments(locals()))
+        settings = read_config(**arguments(locals()))
         self.branch_names, self.stable, self.candidate = settings.children, settings.stable, settings.candidate
         self.n_children = len(self.branch_names)
         self.criteria = settings.criteria
@@ -77,6 +80,7 @@ class Canary(Router):
                                settings.max_insufficient_checks,
                                f"canary {self.branch_names[self.stable]} -> {self.branch_names[self.candidate]}")
         self.sticky, self.revision, self.seed, self.clock = settings.sticky, settings.revision, settings.seed, settings.clock
+        self.not_enforced = settings.not_enforced  # what a ModelRoute asked that a canary does not apply
         # The candidate's name (and the revision) salt the sticky hash: a user's fraction is
         # fixed for the rollout, so one on the candidate stays on it as the weight grows.
         self._salt = f"canary:{self.branch_names[self.candidate]}:{self.revision or ''}"
@@ -179,7 +183,7 @@ class Canary(Router):
                     "interval": self.rollout.interval, "max_weight": self.rollout.steps.top,
                     **self.rollout.to_json(self.clock()),
                     "totals": {names[c]: t.to_json() for c, t in self.totals.items()},
-                    "duplicates": self.duplicates}
+                    "duplicates": self.duplicates, **({"not_enforced": self.not_enforced} if self.not_enforced else {})}
 
     def load_state(self, state: dict) -> None:
         """Restore a snapshot of this rollout (ConfigError naming the field, nothing changed,

@@ -45,6 +45,27 @@ def glob_regex(pattern: str, field: str) -> str:
     return body + "(?:/.*)?" if tail else body  # "/a/**" matches "/a" and all below it
 
 
+def path_pattern(text: str, field: str) -> dict:
+    """A MatrixInfer ModelRoute `path` string as a matcher config. MatrixInfer's own types
+    match a URI only by exact, prefix or regex (kthena's StringMatch, compared with ==,
+    strings.HasPrefix and a regex), while its ModelRoute reference writes a plain string
+    such as `/v1/models/production/*`. So: no `*` is exact; a single trailing `*` makes what
+    comes before it a prefix (every path below `/v1/models/production/`, at any depth, not
+    `/v1/models/production` itself); any other `*` or `**` is this project's glob (`*` one
+    segment or part of one, `**` all below), with a trailing `*` still the rest."""
+    if not isinstance(text, str) or not text:
+        raise ConfigError(f"{field}: expected a path like /v1/models/production/* or a matcher, got {text!r}")
+    if "*" not in text:
+        return {"exact": text}
+    if not text.endswith("*") or text.endswith("**"):
+        glob_regex(text, field)  # its errors name the path as written, not a `glob` key
+        return {"glob": text}
+    head = text[:-1]
+    if "*" not in head:
+        return {"prefix": head}
+    return {"regex": glob_regex(head, field) + ".*"}  # glob_regex escapes the literal parts
+
+
 def string_matcher(spec: Any, field: str, kinds: tuple = KINDS) -> Matcher:
     """A matcher from its config: a plain string is shorthand for {exact: ...}."""
     if isinstance(spec, (str, int, float, bool)):

@@ -81,7 +81,7 @@ class RuleRouter(Router):
                 entry["not_enforced"] = {self.branch_names[c]: p for c, p in rule.policies.items()}
             rules.append(entry)
         out = {"format": self.config.source, "children": self.branch_names, "rules": rules,
-               "fallback": None if self.fallback is None else self.branch_names[self.fallback]}
+               "fallback": None if self.fallback is None else self.branch_names[self.fallback], **self.config.report}
         if any(rule.policies for rule in self.rules):
             out["note"] = (f"{'/'.join(NOT_HONOURED)} are reported, not applied: the graph engine or "
                            "gateway must enforce them")
