@@ -230,6 +230,10 @@ class DataPlane:
         return self._serve("feedback", "grpc", lambda: from_proto.feedback(msg, self.unit_id, headers, path),
                            self.feedback, replies.message_proto_bytes)
 
+    # The calls outside the router contract (server/unit_calls.py) run the same way.
+    serve = _serve
+    router_tags = _router_tags
+
     # --- introspection -----------------------------------------------------------------
 
     def state_json(self) -> bytes:

@@ -14,7 +14,7 @@ from flask import Flask, Response, request
 
 from ..request import Headers
 from .dataplane import DataPlane
-from .rest import DEFAULT_MAX_BODY, ENDPOINTS, Call, handle, parse_query
+from .rest import DEFAULT_MAX_BODY, ENDPOINTS, Call, allowed, handle, parse_query
 
 
 class _LoopThread:
@@ -36,7 +36,8 @@ def create_app(router, unit_id: str = "0", app: Flask | None = None,
     if app is None:  # our own app: unknown paths and methods answer in Seldon's error JSON too
         app = Flask(__name__)
         for code in (404, 405):
-            app.register_error_handler(code, lambda exc: _reply(loop.run(handle(dp, _call(request.path)))))
+            app.register_error_handler(code, lambda exc: _reply(loop.run(handle(dp, _call(request.path))),
+                                                                allowed(request.path)))
 
     def view(path: str):
         def endpoint():
@@ -58,9 +59,12 @@ def _call(path: str) -> Call:
                 parse_query(request.query_string.decode("latin-1")))
 
 
-def _reply(result) -> Response:
+def _reply(result, allow: str | None = None) -> Response:
     status, content_type, body = result
-    return Response(body, status=status, content_type=content_type)
+    response = Response(body, status=status, content_type=content_type)
+    if status == 405 and allow:
+        response.headers["Allow"] = allow
+    return response
 
 
 async def _too_large(limit: int):

@@ -1,20 +1,30 @@
-"""gRPC: seldon.protos Router, Generic and Model services on grpc.aio, thin over the
-dataplane, plus the standard gRPC health service. Methods not listed answer UNIMPLEMENTED
-(grpc does that for any method no handler claims)."""
+"""gRPC: the seldon.protos services Seldon's wrapper serves for any unit (Router, Generic,
+Model, Transformer, OutputTransformer, Combiner, Seldon) on grpc.aio, thin over the
+dataplane (server/unit_calls.py for the calls a router only answers for parity), plus the
+standard gRPC health service. Methods not listed answer UNIMPLEMENTED (grpc does that for
+any method no handler claims)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import grpc
+from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from ..errors import ConfigError, RouterError
+from ..errors import ConfigError, NotDefined, RouterError
 from ..proto import prediction_pb2 as pb
 from ..request import Headers
+from . import unit_calls
 from .dataplane import DataPlane
 
 
-def _unary(dp: DataPlane, path: str, message_cls, call):
+# Every service handlers() serves (the health service reports each of them).
+SERVICES = ("Router", "Generic", "Model", "Transformer", "OutputTransformer", "Combiner", "Seldon")
+
+
+def _unary(path: str, message_cls, call):
     """A handler that parses the request itself, so undecodable bytes are INVALID_ARGUMENT
     (a failing request_deserializer would surface as an internal error)."""
 
@@ -32,15 +42,46 @@ def _unary(dp: DataPlane, path: str, message_cls, call):
     return grpc.unary_unary_rpc_method_handler(handler)
 
 
+async def _metadata_of_a_graph(msg):
+    raise NotDefined("GraphMetadata is not available on a unit, only on a whole graph (the executor's)")
+
+
 def handlers(dp: DataPlane) -> list:
-    route = lambda service: _unary(dp, f"/seldon.protos.{service}/Route", pb.SeldonMessage, dp.route_proto)  # noqa: E731
-    feedback = lambda service: _unary(dp, f"/seldon.protos.{service}/SendFeedback", pb.Feedback, dp.feedback_proto)  # noqa: E731
+    """The method handlers of every service, as Seldon's wrapper registers them for a unit."""
+
+    def forwarding(method, message_cls, call):  # route and feedback: the router's own calls
+        return method, lambda service: _unary(f"/seldon.protos.{service}/{method}", message_cls, call)
+
+    def parity(method, message_cls, call):  # answered as the wrapper answers it (unit_calls.py)
+        return method, lambda service: _unary(f"/seldon.protos.{service}/{method}", message_cls,
+                                              lambda msg, *_: call(msg))
+
+    async def metadata(_):
+        return unit_calls.metadata_proto(dp)
+
+    route = forwarding("Route", pb.SeldonMessage, dp.route_proto)
+    feedback = forwarding("SendFeedback", pb.Feedback, dp.feedback_proto)
+    predict = parity("Predict", pb.SeldonMessage, partial(unit_calls.predict_proto, dp))
+    transform_input = parity("TransformInput", pb.SeldonMessage,
+                             partial(unit_calls.transform_proto, dp, "transform-input"))
+    transform_output = parity("TransformOutput", pb.SeldonMessage,
+                              partial(unit_calls.transform_proto, dp, "transform-output"))
+    aggregate = parity("Aggregate", pb.SeldonMessageList, partial(unit_calls.aggregate_proto, dp))
+    # Model/Metadata takes an Empty, Seldon/ModelMetadata a {name} (read as an Empty): both
+    # answer this unit's metadata.
     services = {
-        "seldon.protos.Router": {"Route": route("Router"), "SendFeedback": feedback("Router")},
-        "seldon.protos.Generic": {"Route": route("Generic"), "SendFeedback": feedback("Generic")},
-        "seldon.protos.Model": {"SendFeedback": feedback("Model")},
+        "Router": (route, feedback),
+        "Generic": (transform_input, transform_output, route, aggregate, feedback),
+        "Model": (predict, feedback, parity("Metadata", empty_pb2.Empty, metadata)),
+        "Transformer": (transform_input,),
+        "OutputTransformer": (transform_output,),
+        "Combiner": (aggregate,),
+        "Seldon": (predict, feedback, parity("ModelMetadata", empty_pb2.Empty, metadata),
+                   parity("GraphMetadata", empty_pb2.Empty, _metadata_of_a_graph)),
     }
-    return [grpc.method_handlers_generic_handler(name, methods) for name, methods in services.items()]
+    assert tuple(services) == SERVICES
+    return [grpc.method_handlers_generic_handler(f"seldon.protos.{name}", {m: make(name) for m, make in methods})
+            for name, methods in services.items()]
 
 
 async def start(dp: DataPlane, host: str, port: int, max_message: int, reuse_port: bool = False):
@@ -64,5 +105,5 @@ async def start(dp: DataPlane, host: str, port: int, max_message: int, reuse_por
 
 async def set_serving(health_servicer, serving: bool) -> None:
     status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-    for service in ("", "seldon.protos.Router", "seldon.protos.Generic", "seldon.protos.Model"):
+    for service in ("", *(f"seldon.protos.{name}" for name in SERVICES)):
         await health_servicer.set(service, status)
