@@ -222,12 +222,12 @@ class DataPlane:
         return self._serve("feedback", "rest", lambda: from_json.feedback(message, self.unit_id, headers, path, query),
                            self.feedback, replies.message_json)
 
-    def route_proto(self, msg, headers=None, path: str = ""):
-        return self._serve("route", "grpc", lambda: from_proto.request(msg, headers, path), self.route,
+    def route_proto(self, msg, headers=None, path: str = "", query=None):
+        return self._serve("route", "grpc", lambda: from_proto.request(msg, headers, path, query), self.route,
                            self._proto_replies.route)
 
-    def feedback_proto(self, msg, headers=None, path: str = ""):
-        return self._serve("feedback", "grpc", lambda: from_proto.feedback(msg, self.unit_id, headers, path),
+    def feedback_proto(self, msg, headers=None, path: str = "", query=None):
+        return self._serve("feedback", "grpc", lambda: from_proto.feedback(msg, self.unit_id, headers, path, query),
                            self.feedback, replies.message_proto_bytes)
 
     # The calls outside the router contract (server/unit_calls.py) run the same way.

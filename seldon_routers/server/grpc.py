@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from ..errors import ConfigError, NotDefined, RouterError
 from ..proto import prediction_pb2 as pb
 from ..request import Headers
-from . import unit_calls
+from . import forwarded, unit_calls
 from .dataplane import DataPlane
 
 
@@ -24,9 +24,10 @@ from .dataplane import DataPlane
 SERVICES = ("Router", "Generic", "Model", "Transformer", "OutputTransformer", "Combiner", "Seldon")
 
 
-def _unary(path: str, message_cls, call):
+def _unary(path: str, message_cls, call, path_header: str = ""):
     """A handler that parses the request itself, so undecodable bytes are INVALID_ARGUMENT
-    (a failing request_deserializer would surface as an internal error)."""
+    (a failing request_deserializer would surface as an internal error). With path_header
+    (route and feedback), the client's original path and query come from that metadata."""
 
     async def handler(raw: bytes, context: grpc.aio.ServicerContext):
         try:
@@ -34,8 +35,13 @@ def _unary(path: str, message_cls, call):
         except DecodeError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid {message_cls.__name__}: {exc}")
         try:
+            if path_header:
+                pairs = context.invocation_metadata()
+                values = forwarded.metadata_values(pairs, path_header)
+                request_path, query = forwarded.resolve(values, path_header, path, {})
+                return await call(msg, Headers(pairs), request_path, query)
             # Metadata is fetched only if the router reads a header.
-            return await call(msg, Headers(context.invocation_metadata), path)
+            return await call(msg, Headers(context.invocation_metadata), path, {})
         except RouterError as exc:
             await context.abort(grpc.StatusCode[exc.grpc_code], exc.message)
 
@@ -46,11 +52,12 @@ async def _metadata_of_a_graph(msg):
     raise NotDefined("GraphMetadata is not available on a unit, only on a whole graph (the executor's)")
 
 
-def handlers(dp: DataPlane) -> list:
+def handlers(dp: DataPlane, path_header: str = forwarded.DEFAULT_PATH_HEADER) -> list:
     """The method handlers of every service, as Seldon's wrapper registers them for a unit."""
+    path_header = forwarded.header_name(path_header, "path_header")
 
-    def forwarding(method, message_cls, call):  # route and feedback: the router's own calls
-        return method, lambda service: _unary(f"/seldon.protos.{service}/{method}", message_cls, call)
+    def forwarding(method, message_cls, call):  # route and feedback: the path header applies
+        return method, lambda service: _unary(f"/seldon.protos.{service}/{method}", message_cls, call, path_header)
 
     def parity(method, message_cls, call):  # answered as the wrapper answers it (unit_calls.py)
         return method, lambda service: _unary(f"/seldon.protos.{service}/{method}", message_cls,
@@ -84,7 +91,8 @@ def handlers(dp: DataPlane) -> list:
             for name, methods in services.items()]
 
 
-async def start(dp: DataPlane, host: str, port: int, max_message: int, reuse_port: bool = False):
+async def start(dp: DataPlane, host: str, port: int, max_message: int, reuse_port: bool = False,
+                path_header: str = forwarded.DEFAULT_PATH_HEADER):
     """Starts the gRPC server; returns (server, health servicer). Without reuse_port (one
     process) a port in use is an error; with it (workers) the kernel balances connections
     across the workers listening on the port."""
@@ -92,7 +100,7 @@ async def start(dp: DataPlane, host: str, port: int, max_message: int, reuse_por
     options = [("grpc.max_receive_message_length", max_message),
                ("grpc.so_reuseport", 1 if reuse_port else 0)]
     server = grpc.aio.server(options=options)
-    server.add_generic_rpc_handlers(handlers(dp))
+    server.add_generic_rpc_handlers(handlers(dp, path_header))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     try:

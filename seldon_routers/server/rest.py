@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from ..codec import from_json, replies
 from ..errors import MethodNotAllowed, NotFound, NotReady, PayloadTooLarge, RouterError
 from ..request import Headers
-from . import unit_calls
+from . import forwarded, unit_calls
 from .dataplane import DataPlane
 
 JSON = "application/json"
@@ -35,6 +35,13 @@ class Call:
     content_type: str = ""
     headers: Mapping = field(default_factory=Headers)
     query: dict = field(default_factory=dict)
+    # The values of the --path-header header on this call (server/forwarded.py), and its name.
+    forwarded: tuple = ()
+    path_header: str = ""
+
+    def request_url(self) -> tuple[str, dict]:
+        """The path and query a router sees: the client's original ones when forwarded."""
+        return forwarded.resolve(self.forwarded, self.path_header, self.path, self.query)
 
 
 def _body(call: Call):
@@ -42,11 +49,13 @@ def _body(call: Call):
 
 
 async def _route(dp: DataPlane, call: Call):
-    return 200, JSON, await dp.route_json(_body(call), call.headers, call.path, call.query)
+    path, query = call.request_url()
+    return 200, JSON, await dp.route_json(_body(call), call.headers, path, query)
 
 
 async def _feedback(dp: DataPlane, call: Call):
-    return 200, JSON, await dp.feedback_json(_body(call), call.headers, call.path, call.query)
+    path, query = call.request_url()
+    return 200, JSON, await dp.feedback_json(_body(call), call.headers, path, query)
 
 
 async def _predict(dp: DataPlane, call: Call):
@@ -167,9 +176,12 @@ async def handle(dp: DataPlane, call: Call) -> tuple[int, str, bytes]:
 class RestApp:
     """The ASGI application: reads the body (bounded), calls `handle`, writes the reply."""
 
-    def __init__(self, dp: DataPlane, max_body_size: int = DEFAULT_MAX_BODY):
+    def __init__(self, dp: DataPlane, max_body_size: int = DEFAULT_MAX_BODY,
+                 path_header: str = forwarded.DEFAULT_PATH_HEADER):
         self.dp = dp
         self.max_body_size = max_body_size
+        self.path_header = forwarded.header_name(path_header, "path_header")
+        self._path_header = self.path_header.encode("latin-1") if self.path_header else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -177,17 +189,20 @@ class RestApp:
         if scope["type"] != "http":
             return
         content_type = content_length = b""
+        original = ()
         for name, value in scope["headers"]:  # ASGI gives lower-case names
             if name == b"content-type":
                 content_type = value
             elif name == b"content-length":
                 content_length = value
+            elif name == self._path_header:
+                original += (value,)
         raw_query = scope["query_string"]
         query = parse_query(raw_query.decode("latin-1")) if raw_query else {}
         try:
             body = await self._body(content_length, receive)
             call = Call(scope["method"], scope["path"], body, content_type.decode("latin-1"),
-                        Headers(scope["headers"]), query)
+                        Headers(scope["headers"]), query, original, self.path_header)
             status, content_type, reply = await handle(self.dp, call)
         except PayloadTooLarge as exc:
             status, content_type, reply = exc.http_status, JSON, replies.error_json(exc.message, exc.reason)
