@@ -48,6 +48,13 @@ class MethodNotAllowed(RouterError):
     reason = "METHOD_NOT_ALLOWED"
 
 
+class NotDefined(BadRequest):
+    """A call of Seldon's unit API that a router does not define (aggregate: only a COMBINER
+    aggregates). REST answers 400, as Seldon's wrapper does; gRPC has a code for it."""
+
+    grpc_code = "UNIMPLEMENTED"
+
+
 class PayloadTooLarge(RouterError):
     http_status = 413
     grpc_code = "RESOURCE_EXHAUSTED"

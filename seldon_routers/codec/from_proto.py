@@ -35,9 +35,9 @@ def meta(m) -> dict:
     return out
 
 
-def request(msg, headers=None, path: str = "") -> Request:
+def request(msg, headers=None, path: str = "", query=None) -> Request:
     """Tensor data is decoded when the router first reads `features` (see Request)."""
-    req = Request(meta=meta(msg.meta), path=path)
+    req = Request(meta=meta(msg.meta), path=path, query=query)
     if headers is not None:
         req.headers = headers
     kind = msg.WhichOneof("data_oneof")
@@ -65,10 +65,10 @@ def request(msg, headers=None, path: str = "") -> Request:
     return req
 
 
-def feedback(msg, unit_id: str, headers=None, path: str = "") -> Feedback:
+def feedback(msg, unit_id: str, headers=None, path: str = "", query=None) -> Feedback:
     response_meta = meta(msg.response.meta)
     return Feedback(
-        request=request(msg.request, headers, path),
+        request=request(msg.request, headers, path, query),
         response_meta=response_meta,
         reward=reward(msg.reward),
         truth=request(msg.truth).features if msg.HasField("truth") else None,

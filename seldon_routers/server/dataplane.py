@@ -84,7 +84,7 @@ class DataPlane:
         # The decision's tags go under this unit's id, so routers in one graph never collide.
         tags = {self.unit_id: decision_tags or {"route": child}}
         if self._has_tags:
-            tags = {**self._router_tags(), **tags}
+            tags = {**self.router_tags(), **tags}
             decision_tags = replies.UNCACHED  # tags() may change from call to call
         return replies.Routed(child, self.unit_id, tags, request.puid, self._router_metrics(), decision_tags)
 
@@ -110,9 +110,9 @@ class DataPlane:
             log.exception("router %s failed in send_feedback", self.name)
             raise RouterFailed(f"router {self.name} failed in send_feedback: {type(exc).__name__}: {exc}") from exc
         self.metrics.fed_back(fb.routing, fb.reward)
-        return replies.reply_meta(fb.request.puid, self._router_tags(), None, self._router_metrics())
+        return replies.reply_meta(fb.request.puid, self.router_tags(), None, self._router_metrics())
 
-    def _router_tags(self) -> dict:
+    def router_tags(self) -> dict:
         if not self._has_tags:
             return {}
         tags = self.router.tags()
@@ -129,7 +129,7 @@ class DataPlane:
         if self.max_in_flight and self.in_flight >= self.max_in_flight:
             raise TooManyRequests(f"more than {self.max_in_flight} requests in flight; retry later")
 
-    async def _serve(self, endpoint: str, transport: str, decoded, act, encode):
+    async def serve(self, endpoint: str, transport: str, decoded, act, encode):
         """Runs one call: admission, timing, error counting. `decoded` is a thunk that
         decodes the input, `act` the dataplane step, `encode` makes the reply."""
         if not self.ready:
@@ -151,19 +151,19 @@ class DataPlane:
             self.metrics.timer(endpoint, transport).observe(time.perf_counter() - start)
 
     def route_json(self, message: object, headers=None, path: str = "", query=None):
-        return self._serve("route", "rest", lambda: from_json.request(message, headers, path, query),
+        return self.serve("route", "rest", lambda: from_json.request(message, headers, path, query),
                            self.route, replies.route_json)
 
     def feedback_json(self, message: object, headers=None, path: str = "", query=None):
-        return self._serve("feedback", "rest", lambda: from_json.feedback(message, self.unit_id, headers, path, query),
+        return self.serve("feedback", "rest", lambda: from_json.feedback(message, self.unit_id, headers, path, query),
                            self.feedback, replies.message_json)
 
-    def route_proto(self, msg, headers=None, path: str = ""):
-        return self._serve("route", "grpc", lambda: from_proto.request(msg, headers, path), self.route,
+    def route_proto(self, msg, headers=None, path: str = "", query=None):
+        return self.serve("route", "grpc", lambda: from_proto.request(msg, headers, path, query), self.route,
                            self._proto_replies.route)
 
-    def feedback_proto(self, msg, headers=None, path: str = ""):
-        return self._serve("feedback", "grpc", lambda: from_proto.feedback(msg, self.unit_id, headers, path),
+    def feedback_proto(self, msg, headers=None, path: str = "", query=None):
+        return self.serve("feedback", "grpc", lambda: from_proto.feedback(msg, self.unit_id, headers, path, query),
                            self.feedback, replies.message_proto_bytes)
 
     # --- introspection -----------------------------------------------------------------

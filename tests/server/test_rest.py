@@ -227,7 +227,7 @@ def test_unknown_path(rest, path):
 
 
 @pytest.mark.parametrize("method,path", [
-    ("GET", "/send-feedback"), ("GET", "/api/v1.0/feedback"), ("PUT", "/route"), ("DELETE", "/route"),
+    ("GET", "/api/v0.1/feedback"), ("GET", "/api/v1.0/feedback"), ("PUT", "/route"), ("DELETE", "/route"),
     ("POST", "/health/ping"), ("POST", "/metadata"), ("POST", "/state"), ("PATCH", "/ready"),
 ])
 def test_wrong_method(rest, method, path):
