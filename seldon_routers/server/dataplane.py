@@ -175,9 +175,10 @@ class DataPlane:
     def metadata(self) -> dict:
         if self.router.has_hook("init_metadata"):
             return self.router.init_metadata()
+        # custom values are strings, as Seldon's metadata schema (and SeldonModelMetadata) has them
+        n = self.router.n_children
         return {"name": self.name, "versions": [], "platform": "seldon-routers", "inputs": [], "outputs": [],
-                "custom": {"type": "ROUTER", "unit": self.unit_id,
-                           "n_children": self.router.n_children}}
+                "custom": {"type": "ROUTER", "unit": self.unit_id, "n_children": "" if n is None else str(n)}}
 
     def health_status(self) -> bytes:
         if self.router.has_hook("health_status"):
