@@ -30,8 +30,8 @@ def number(value, field: str, lo: float = -math.inf, hi: float = math.inf, *, lo
         and (value < hi if hi_open else value <= hi)
     if not ok:
         if lo == -math.inf and hi == math.inf:
-            where = "finite"
-        elif hi == math.inf:
+            raise ConfigError(f"{field}: must be a finite number, got {value!r}")
+        if hi == math.inf:
             where = f"{'>' if lo_open else '>='} {lo:g}"
         elif lo == -math.inf:
             where = f"{'<' if hi_open else '<='} {hi:g}"
