@@ -19,7 +19,8 @@ import orjson
 from ..codec import from_json, from_proto, replies
 from ..errors import BadRequest, NotReady, RouterError, RouterFailed, TooManyRequests
 from ..request import Feedback, Request
-from ..router import Decision, as_router, check_decision
+from ..adapter import as_router
+from ..router import Decision, check_decision
 from ..state import Store
 from .metrics import Metrics
 

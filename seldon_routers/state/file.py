@@ -13,7 +13,7 @@ import threading
 import time
 
 from ..errors import ConfigError
-from ..router import class_name
+from ..adapter import class_name
 from ..routers._params import number
 from . import Store, StoreOptions
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -25,53 +24,15 @@ from collections import deque
 
 from ..additive import AdditiveState
 from ..errors import ConfigError, StoreUnavailable
-from ..router import class_name
+from ..adapter import class_name
 from ..routers._params import number, positive_int
 from . import Store, StoreOptions
+from .redis_keys import APPLY, KEY_VERSION, SEED, default_namespace, unit_keys
 
 log = logging.getLogger("seldon_routers")
 
 MAX_BATCH = 2_000  # increments per script call: keeps one call short for Redis' single thread
 NO_PUID_TTL = 3_600  # seconds a random id is kept: long enough for any retry
-KEY_VERSION = 1
-
-# KEYS[1]: the statistics hash; KEYS[2]: the prefix of the seen-ids keys. ARGV: per
-# increment: id, ttl, number of fields, then field/amount pairs. Returns how many applied.
-APPLY = """
-local i, applied = 1, 0
-while i <= #ARGV do
-  local id, ttl, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
-  if redis.call('SET', KEYS[2] .. id, '1', 'NX', 'EX', ttl) then
-    applied = applied + 1
-    for j = i, i + 2 * n - 1, 2 do
-      redis.call('HINCRBYFLOAT', KEYS[1], ARGV[j], ARGV[j + 1])
-    end
-  else
-    redis.call('HINCRBY', KEYS[1], 'duplicates.0', 1)
-  end
-  i = i + 2 * n
-end
-return applied
-"""
-
-
-# KEYS[1]: meta, KEYS[2]: stats. ARGV: number of meta fields, then meta pairs, then stats
-# pairs. Claims an empty namespace, adding the seed to any sums already there (increments
-# applied since it was emptied); returns 0 if it holds state already.
-SEED = """
-local n = tonumber(ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for i = 2, 2 * n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-for i = 2 * n + 2, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[2], ARGV[i], ARGV[i + 1]) end
-return 1
-"""
-
-
-def default_namespace(unit_id: str) -> str:
-    """Seldon's identity of a unit: deployment, predictor, unit (as its executor sets them)."""
-    return ":".join((os.environ.get("SELDON_DEPLOYMENT_ID", "default"), os.environ.get("PREDICTOR_ID", "default"),
-                     unit_id))
 
 
 class RedisStore(Store):
@@ -114,9 +75,7 @@ class RedisStore(Store):
         self.own = own
         self.schema = {name: len(values) for name, values in own.stats().items()}
         ns = self.namespace or default_namespace(unit_id)
-        # One hash tag: every key of a unit lives in one Redis Cluster slot (the script needs that).
-        prefix = f"seldon-router:{{{ns}}}"
-        self.keys = {"stats": f"{prefix}:stats", "meta": f"{prefix}:meta", "seen": f"{prefix}:seen:"}
+        self.keys = unit_keys(ns)
         identity = own.state_identity()
         self.identity = {"version": str(KEY_VERSION), "policy": str(identity["policy"]),
                          "arms": json.dumps(identity["arms"]), "schema": json.dumps(self.schema, sort_keys=True)}
