@@ -17,8 +17,8 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ...errors import BadRequest, ConfigError
-from ...request import Feedback, Request, rows_of
+from ...errors import BadRequest, ConfigError, quote
+from ...request import MAX_ROWS, Feedback, Request, rows_of
 from ...router import Decision, Router
 from .._arms import resolve_arms
 from .._dedupe import SeenPuids
@@ -162,11 +162,11 @@ class Bandit(Router):
         if reward is None:
             raise BadRequest("reward: missing; a bandit needs a reward to learn from")
         if isinstance(reward, bool) or not isinstance(reward, (int, float, np.floating)) or not math.isfinite(reward):
-            raise BadRequest(f"reward: must be a finite number, got {reward!r}")
+            raise BadRequest(f"reward: must be a finite number, got {quote(reward)}")
         lo_hi = self.reward_range
         if lo_hi is not None and not lo_hi[0] <= reward <= lo_hi[1]:
             raise BadRequest(f"reward: must be within [{lo_hi[0]}, {lo_hi[1]}] (the success fraction of the "
-                             f"request's rows), got {reward!r}")
+                             f"request's rows), got {quote(reward)}")
         return float(reward)
 
     def check_routing(self, routing) -> int:
@@ -176,7 +176,7 @@ class Bandit(Router):
             raise BadRequest("routing: missing; feedback must say which child served the request")
         if isinstance(routing, bool) or not isinstance(routing, (int, np.integer)) \
                 or not 0 <= routing < self.n_children:
-            raise BadRequest(f"routing: {routing!r} is not one of this router's children "
+            raise BadRequest(f"routing: {quote(routing)} is not one of this router's children "
                              f"(0..{self.n_children - 1})")
         return int(routing)
 
@@ -186,7 +186,7 @@ class Bandit(Router):
                 and type(reward) is float and 0.0 <= reward <= 1.0:  # the hot path, checks inlined
             shape = getattr(features, "shape", None)
             rows = int(shape[0]) if shape else 1
-            if rows >= 1:
+            if 1 <= rows <= MAX_ROWS and (not shape or features.size):  # else rows_of's refusal below
                 with self.lock:
                     self._update(routing, reward * rows, rows, None)
                 return
@@ -198,7 +198,7 @@ class Bandit(Router):
         request = feedback.request
         puid = feedback.response_meta.get("puid") or request.puid
         reward = feedback.reward if feedback.reward_given else None
-        self._apply(self.check_routing(feedback.routing), self.check_reward(reward), request.rows, request, puid)
+        self._apply(self.check_routing(feedback.routing), self.check_reward(reward), feedback.rows, request, puid)
 
     def _apply(self, arm: int, reward: float, rows: int, request: Request, puid: Optional[str]) -> None:
         context = self.context_of(request) if self.reads_features else None  # validated before any change
