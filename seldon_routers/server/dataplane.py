@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from ..codec import from_json, from_proto, replies
-from ..errors import BadRequest, NotReady, RouterError, RouterFailed, TooManyRequests
+from ..errors import BadRequest, NotReady, RouterError, RouterFailed, TooManyRequests, clip, quote
 from ..request import Feedback, Request
 from ..router import Decision, Router
 from ..state import Store
@@ -127,7 +127,7 @@ class DataPlane:
             raise
         except Exception as exc:
             log.exception("router %s failed in route", self.name)
-            raise RouterFailed(f"router {self.name} failed in route: {type(exc).__name__}: {exc}") from exc
+            raise RouterFailed(f"router {self.name} failed in route: {type(exc).__name__}: {clip(str(exc))}") from exc
         child, decision_tags = self._check(decision)
         self.metrics.routed(child)
         # The decision's tags go under this unit's id, so routers in one graph never collide.
@@ -142,7 +142,7 @@ class DataPlane:
         n = self.router.n_children
         if self.router.learns:
             if fb.routing is None:
-                raise BadRequest(f"response.meta.routing: no entry for unit {self.unit_id!r}; router "
+                raise BadRequest(f"response.meta.routing: no entry for unit {quote(self.unit_id)}; router "
                                  f"{self.name} learns and cannot attribute this reward to a child")
             if fb.routing < 0 or (n is not None and fb.routing >= n):
                 raise BadRequest(f"response.meta.routing.{self.unit_id}: {fb.routing} is not one of "
@@ -166,9 +166,9 @@ class DataPlane:
         if type(decision) is Decision:
             decision, tags = decision.child, decision.tags
             if tags is not None and not isinstance(tags, Mapping):
-                raise RouterFailed(f"router {self.name} returned tags {tags!r}; Decision.tags must be a mapping")
+                raise RouterFailed(f"router {self.name} returned tags {quote(tags)}; Decision.tags must be a mapping")
         if type(decision) is not int and (isinstance(decision, bool) or not isinstance(decision, numbers.Integral)):
-            raise RouterFailed(f"router {self.name} returned {decision!r} ({type(decision).__name__}); "
+            raise RouterFailed(f"router {self.name} returned {quote(decision)} ({type(decision).__name__}); "
                                "a route must be an integer")
         child, n = int(decision), self.router.n_children
         if child < -2 or (n is not None and child >= n):
@@ -209,7 +209,7 @@ class DataPlane:
         except Exception as exc:  # a bug of ours: still a clean 500, never a dropped call
             log.exception("internal error in %s", endpoint)
             self.metrics.failed(endpoint, 500)
-            raise RouterFailed(f"internal error: {type(exc).__name__}: {exc}") from exc
+            raise RouterFailed(f"internal error: {type(exc).__name__}: {clip(str(exc))}") from exc
         finally:
             self.in_flight -= 1
             self.metrics.timer(endpoint, transport).observe(time.perf_counter() - start)
