@@ -138,7 +138,8 @@ class DataPlane:
         return replies.Routed(child, self.unit_id, tags, request.puid, self._router_metrics(), decision_tags)
 
     async def feedback(self, fb: Feedback) -> dict:
-        """Checks the feedback can be attributed, applies it, returns the reply meta."""
+        """Checks the feedback (all of it, first), applies it, then counts it: once the router
+        has applied it, nothing may fail the call, or a client's retry would apply it twice."""
         n = self.router.n_children
         if self.router.learns:
             if fb.routing is None:
@@ -147,6 +148,11 @@ class DataPlane:
             if fb.routing < 0 or (n is not None and fb.routing >= n):
                 raise BadRequest(f"response.meta.routing.{self.unit_id}: {fb.routing} is not one of "
                                  f"this router's children (0..{'' if n is None else n - 1})")
+        elif fb.routing is not None and (fb.routing < -2 or (n is not None and fb.routing >= n)):
+            # No route this router could have made: refused, as it would label a metric series.
+            raise BadRequest(f"response.meta.routing.{self.unit_id}: {fb.routing} is not a route of this router "
+                             f"(-2..{'' if n is None else n - 1}: none, all, or one of its children)")
+        fb.request.features  # decoded for every router: a malformed tensor is a 400 before anything applies
         self.store.admit()  # a feedback the store cannot keep is refused before it changes anything
         try:
             result = self.router.learn(fb)
@@ -157,9 +163,22 @@ class DataPlane:
             raise
         except Exception as exc:
             log.exception("router %s failed in send_feedback", self.name)
-            raise RouterFailed(f"router {self.name} failed in send_feedback: {type(exc).__name__}: {exc}") from exc
-        self.metrics.fed_back(fb.routing, fb.reward)
-        return replies.reply_meta(fb.request.puid, self._router_tags(), None, self._router_metrics())
+            raise RouterFailed(f"router {self.name} failed in send_feedback: {type(exc).__name__}: "
+                               f"{clip(str(exc))}") from exc
+        return self._applied(fb)
+
+    def _applied(self, fb: Feedback) -> dict:
+        """Metrics and the reply of an applied feedback: a failure here is logged, never the
+        call's (the router's tags and metrics are then left out of the reply)."""
+        try:
+            self.metrics.fed_back(fb.routing, fb.reward if fb.reward_given else None, self.router.n_children)
+        except Exception:
+            log.exception("router %s: feedback applied, but recording its metrics failed", self.name)
+        try:
+            return replies.reply_meta(fb.request.puid, self._router_tags(), None, self._router_metrics())
+        except Exception:
+            log.exception("router %s: feedback applied, but its tags() or metrics() failed", self.name)
+            return replies.reply_meta(fb.request.puid, {})
 
     def _check(self, decision) -> tuple[int, Any]:
         tags = None
