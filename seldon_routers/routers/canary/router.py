@@ -11,7 +11,7 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from ...errors import BadRequest, ConfigError
+from ...errors import BadRequest, ConfigError, quote
 from ...params import FALSE_WORDS, TRUE_WORDS
 from ...request import Feedback, Request
 from ...router import Decision, Router
@@ -45,7 +45,20 @@ def _error_flag(tags, field: str) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _ERROR_WORDS:
         return value.strip().lower() in TRUE_WORDS
-    raise BadRequest(f"{field}.error: expected true or false (or 1/0), got {value!r}")
+    raise BadRequest(f"{field}.error: expected true or false (or 1/0), got {quote(value)}")
+
+
+def _reward_range(value, margin) -> tuple:
+    """The rewards a feedback may carry: LO:HI, finite. Bounded always, as the bandits bound
+    theirs: one reward of 3.4e38 would otherwise outweigh every other in the candidate's mean."""
+    if value is None:
+        return 0.0, 1.0  # success fractions, as the bandits' and margin's rewards are
+    bounds = parse_list(value, "reward_range", float)
+    if len(bounds) != 2 or not all(math.isfinite(b) for b in bounds) or not bounds[0] < bounds[1]:
+        raise ConfigError(f"reward_range: expected LO:HI, two finite numbers with LO < HI, got {value!r}")
+    if margin is not None and not 0 <= bounds[0] < bounds[1] <= 1:
+        raise ConfigError(f"reward_range: with margin, rewards are success fractions within [0, 1], got {value!r}")
+    return bounds[0], bounds[1]
 
 
 class Canary(Router):
@@ -59,6 +72,8 @@ class Canary(Router):
     threshold: failed checks that roll back. min_samples: candidate feedbacks a check needs;
       max_insufficient_checks: checks with fewer allowed before each counts as failed.
     min_reward, max_error_rate, margin/min_probability: the criteria (at least one).
+    reward_range: LO:HI, the rewards a feedback may carry (default 0:1, success fractions);
+      min_reward lies within it; with margin it lies within [0, 1].
     seed: this instance's generator; sticky_key: header:NAME or tag:NAME keeps a user on one child.
     dedupe: feedback puids remembered so a duplicate counts once. revision: a label of this
       rollout (e.g. the candidate's version); a snapshot of another revision is not restored.
@@ -76,7 +91,7 @@ class Canary(Router):
                  max_error_rate: Optional[float] = None, margin: Optional[float] = None,
                  min_probability: float = 0.95, seed: Optional[int] = None, sticky_key: Optional[str] = None,
                  dedupe: int = 100_000, revision: Optional[str] = None,
-                 clock: Optional[Callable[[], float]] = None):
+                 clock: Optional[Callable[[], float]] = None, reward_range: Union[str, list, None] = None):
         if branch_names is None and n_branches is None:
             branch_names = ["stable", "candidate"]
         self.branch_names = resolve_arms(n_branches, branch_names)
@@ -96,6 +111,10 @@ class Canary(Router):
             raise ConfigError("clock: must be a callable returning POSIX seconds")
         weights = parse_list(step_weights, "step_weights", float) if step_weights is not None else None
         self.criteria = Criteria(min_reward, max_error_rate, margin, min_probability, min_samples)
+        self.reward_range = lo, hi = _reward_range(reward_range, self.criteria.margin)
+        if self.criteria.min_reward is not None and not lo <= self.criteria.min_reward <= hi:
+            raise ConfigError(f"min_reward: {self.criteria.min_reward:g} is outside reward_range [{lo:g}, {hi:g}]: "
+                              "a check would always fail or always pass")
         self.rollout = Rollout(Steps(step_weight, weights, max_weight), self.criteria, float(interval), threshold,
                                max_insufficient_checks,
                                f"canary {self.branch_names[self.stable]} -> {self.branch_names[self.candidate]}")
@@ -167,12 +186,14 @@ class Canary(Router):
     def _check(self, routing, reward) -> tuple[int, float]:
         if isinstance(routing, bool) or not isinstance(routing, (int, np.integer)) \
                 or routing not in (self.stable, self.candidate):
-            raise BadRequest(f"response.meta.routing: {routing!r} is neither the stable child ({self.stable}) nor "
+            raise BadRequest(f"response.meta.routing: {quote(routing)} is neither the stable child ({self.stable}) nor "
                              f"the candidate ({self.candidate}); a canary learns from those two only")
         if isinstance(reward, bool) or not isinstance(reward, numbers.Real) or not math.isfinite(reward):
-            raise BadRequest(f"reward: must be a finite number, got {reward!r}")
-        if self.criteria.margin is not None and not 0.0 <= reward <= 1.0:
-            raise BadRequest(f"reward: must be within [0, 1] (a success fraction) when margin is set, got {reward!r}")
+            raise BadRequest(f"reward: must be a finite number, got {quote(reward)}")
+        lo, hi = self.reward_range
+        if not lo <= reward <= hi:
+            raise BadRequest(f"reward: must be within [{lo:g}, {hi:g}] (reward_range; by default a success "
+                             f"fraction), got {quote(reward)}")
         return int(routing), float(reward)
 
     def send_feedback(self, features, feature_names, reward, truth, routing=None, **kwargs):
