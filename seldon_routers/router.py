@@ -19,7 +19,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any, Awaitable, NamedTuple, Optional, Union
 
-from .errors import RouterError, RouterFailed
+from .errors import RouterError, RouterFailed, quote
 from .request import Feedback, Request
 
 ALL_CHILDREN = -1  # send the request to every child
@@ -41,9 +41,9 @@ def check_decision(decision, name: str, n_children: Optional[int]) -> tuple[int,
     if type(decision) is Decision:
         decision, tags = decision.child, decision.tags
         if tags is not None and not isinstance(tags, Mapping):
-            raise RouterFailed(f"router {name} returned tags {tags!r}; Decision.tags must be a mapping")
+            raise RouterFailed(f"router {name} returned tags {quote(tags)}; Decision.tags must be a mapping")
     if type(decision) is not int and (isinstance(decision, bool) or not isinstance(decision, numbers.Integral)):
-        raise RouterFailed(f"router {name} returned {decision!r} ({type(decision).__name__}); "
+        raise RouterFailed(f"router {name} returned {quote(decision)} ({type(decision).__name__}); "
                            "a route must be an integer")
     child = int(decision)  # a numpy integer too: Seldon's wrapper refuses anything but int
     if child < NO_CHILDREN or (n_children is not None and child >= n_children):

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from ..codec import from_json, from_proto, replies
-from ..errors import BadRequest, NotReady, RouterError, RouterFailed, TooManyRequests
+from ..errors import BadRequest, NotReady, RouterError, RouterFailed, TooManyRequests, clip, quote
 from ..request import Feedback, Request
 from ..adapter import as_router
 from ..router import Decision, check_decision
@@ -79,7 +79,7 @@ class DataPlane:
             raise
         except Exception as exc:
             log.exception("router %s failed in route", self.name)
-            raise RouterFailed(f"router {self.name} failed in route: {type(exc).__name__}: {exc}") from exc
+            raise RouterFailed(f"router {self.name} failed in route: {type(exc).__name__}: {clip(str(exc))}") from exc
         child, decision_tags = check_decision(decision, self.name, self.router.n_children)
         self.metrics.routed(child)
         # The decision's tags go under this unit's id, so routers in one graph never collide.
@@ -90,15 +90,21 @@ class DataPlane:
         return replies.Routed(child, self.unit_id, tags, request.puid, self._router_metrics(), decision_tags)
 
     async def feedback(self, fb: Feedback) -> dict:
-        """Checks the feedback can be attributed, applies it, returns the reply meta."""
+        """Checks the feedback (all of it, first), applies it, then counts it: once the router
+        has applied it, nothing may fail the call, or a client's retry would apply it twice."""
         n = self.router.n_children
         if self.router.learns:
             if fb.routing is None:
-                raise BadRequest(f"response.meta.routing: no entry for unit {self.unit_id!r}; router "
+                raise BadRequest(f"response.meta.routing: no entry for unit {quote(self.unit_id)}; router "
                                  f"{self.name} learns and cannot attribute this reward to a child")
             if fb.routing < 0 or (n is not None and fb.routing >= n):
                 raise BadRequest(f"response.meta.routing.{self.unit_id}: {fb.routing} is not one of "
                                  f"this router's children (0..{'' if n is None else n - 1})")
+        elif fb.routing is not None and (fb.routing < -2 or (n is not None and fb.routing >= n)):
+            # No route this router could have made: refused, as it would label a metric series.
+            raise BadRequest(f"response.meta.routing.{self.unit_id}: {fb.routing} is not a route of this router "
+                             f"(-2..{'' if n is None else n - 1}: none, all, or one of its children)")
+        fb.request.features  # decoded for every router: a malformed tensor is a 400 before anything applies
         self.store.admit()  # a feedback the store cannot keep is refused before it changes anything
         try:
             result = self.router.learn(fb)
@@ -109,9 +115,22 @@ class DataPlane:
             raise
         except Exception as exc:
             log.exception("router %s failed in send_feedback", self.name)
-            raise RouterFailed(f"router {self.name} failed in send_feedback: {type(exc).__name__}: {exc}") from exc
-        self.metrics.fed_back(fb.routing, fb.reward)
-        return replies.reply_meta(fb.request.puid, self.router_tags(), None, self._router_metrics())
+            raise RouterFailed(f"router {self.name} failed in send_feedback: {type(exc).__name__}: "
+                               f"{clip(str(exc))}") from exc
+        return self._applied(fb)
+
+    def _applied(self, fb: Feedback) -> dict:
+        """Metrics and the reply of an applied feedback: a failure here is logged, never the
+        call's (the router's tags and metrics are then left out of the reply)."""
+        try:
+            self.metrics.fed_back(fb.routing, fb.reward if fb.reward_given else None, self.router.n_children)
+        except Exception:
+            log.exception("router %s: feedback applied, but recording its metrics failed", self.name)
+        try:
+            return replies.reply_meta(fb.request.puid, self.router_tags(), None, self._router_metrics())
+        except Exception:
+            log.exception("router %s: feedback applied, but its tags() or metrics() failed", self.name)
+            return replies.reply_meta(fb.request.puid, {})
 
     def router_tags(self) -> dict:
         if not self._has_tags:
@@ -146,7 +165,7 @@ class DataPlane:
         except Exception as exc:  # a bug of ours: still a clean 500, never a dropped call
             log.exception("internal error in %s", endpoint)
             self.metrics.failed(endpoint, 500)
-            raise RouterFailed(f"internal error: {type(exc).__name__}: {exc}") from exc
+            raise RouterFailed(f"internal error: {type(exc).__name__}: {clip(str(exc))}") from exc
         finally:
             self.in_flight -= 1
             self.metrics.timer(endpoint, transport).observe(time.perf_counter() - start)

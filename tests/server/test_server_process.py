@@ -43,8 +43,10 @@ def test_metrics_count_routes_feedback_and_errors(echo, echo_channel):
                                                                             child="0") + 3
     assert sample(after, "seldon_router_feedback_total", child="1") == sample(
         before, "seldon_router_feedback_total", child="1") + 1
-    assert sample(after, "seldon_router_reward_total", child="1") == pytest.approx(sample(
-        before, "seldon_router_reward_total", child="1") + 0.5)
+    assert sample(after, "seldon_router_reward_sum", child="1") == pytest.approx(sample(
+        before, "seldon_router_reward_sum", child="1") + 0.5)
+    assert sample(after, "seldon_router_reward_count", child="1") == sample(
+        before, "seldon_router_reward_count", child="1") + 1
     assert sample(after, "seldon_router_errors_total", endpoint="route", code="400") == sample(
         before, "seldon_router_errors_total", endpoint="route", code="400") + 1
     for transport in ("rest", "grpc"):

@@ -18,7 +18,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ...errors import BadRequest
+from ...errors import BadRequest, quote
 from ...request import Feedback, Request, rows_of
 from ...router import Decision, Router
 from .._dedupe import SeenPuids
@@ -156,11 +156,11 @@ class Bandit(BanditState, Router):
         if reward is None:
             raise BadRequest("reward: missing; a bandit needs a reward to learn from")
         if isinstance(reward, bool) or not isinstance(reward, (int, float, np.floating)) or not math.isfinite(reward):
-            raise BadRequest(f"reward: must be a finite number, got {reward!r}")
+            raise BadRequest(f"reward: must be a finite number, got {quote(reward)}")
         lo_hi = self.reward_range
         if lo_hi is not None and not lo_hi[0] <= reward <= lo_hi[1]:
             raise BadRequest(f"reward: must be within [{lo_hi[0]}, {lo_hi[1]}] (the success fraction of the "
-                             f"request's rows), got {reward!r}")
+                             f"request's rows), got {quote(reward)}")
         return float(reward)
 
     def check_routing(self, routing) -> int:
@@ -170,7 +170,7 @@ class Bandit(BanditState, Router):
             raise BadRequest("routing: missing; feedback must say which child served the request")
         if isinstance(routing, bool) or not isinstance(routing, (int, np.integer)) \
                 or not 0 <= routing < self.n_children:
-            raise BadRequest(f"routing: {routing!r} is not one of this router's children "
+            raise BadRequest(f"routing: {quote(routing)} is not one of this router's children "
                              f"(0..{self.n_children - 1})")
         return int(routing)
 
@@ -181,8 +181,10 @@ class Bandit(BanditState, Router):
         puid = feedback.response_meta.get("puid") or request.puid or None
         reward = feedback.reward if feedback.reward_given else None
         arm, reward = self.check_routing(feedback.routing), self.check_reward(reward)
+        rows = feedback.rows  # from data present, within request.MAX_ROWS
         context = self.context_of(request) if self.reads_features else None  # validated before any change
-        rows = len(context) if context is not None else request.rows  # what the model learns from
+        if context is not None:
+            rows = len(context)  # what the model learns from is what the counts say
         if rows < 1:
             raise BadRequest("request: the feedback's batch has no rows; there is nothing to learn")
         with self.lock:

@@ -10,7 +10,7 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from ...errors import BadRequest, ConfigError
+from ...errors import BadRequest, ConfigError, quote
 from ...params import FALSE_WORDS, TRUE_WORDS
 from ...request import Feedback, Request
 from ...router import Decision, Router
@@ -34,7 +34,7 @@ def _error_flag(tags, field: str) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _ERROR_WORDS:
         return value.strip().lower() in TRUE_WORDS
-    raise BadRequest(f"{field}.error: expected true or false (or 1/0), got {value!r}")
+    raise BadRequest(f"{field}.error: expected true or false (or 1/0), got {quote(value)}")
 
 
 class Canary(Router):
@@ -48,6 +48,8 @@ class Canary(Router):
     threshold: failed checks that roll back. min_samples: candidate feedbacks a check needs;
       max_insufficient_checks: checks with fewer allowed before each counts as failed.
     min_reward, max_error_rate, margin/min_probability: the criteria (at least one).
+    reward_range: LO:HI, the rewards a feedback may carry (default 0:1, success fractions);
+      min_reward lies within it; with margin it lies within [0, 1].
     seed: this instance's generator; sticky_key: header:NAME or tag:NAME keeps a user on one child.
     dedupe: feedback puids remembered so a duplicate counts once. revision: a label of this
       rollout (e.g. the candidate's version); a snapshot of another revision is not restored.
@@ -71,11 +73,11 @@ class Canary(Router):
                  min_probability: float = 0.95, seed: Optional[int] = None, sticky_key: Optional[str] = None,
                  dedupe: int = 100_000, revision: Optional[str] = None,
                  config: Union[str, dict, None] = None, config_file: Optional[str] = None,
-                 clock: Optional[Callable[[], float]] = None):
+                 clock: Optional[Callable[[], float]] = None, reward_range: Union[str, list, None] = None):
         settings = read_config(**arguments(locals()))
         self.branch_names, self.stable, self.candidate = settings.children, settings.stable, settings.candidate
         self.n_children = len(self.branch_names)
-        self.criteria = settings.criteria
+        self.criteria, self.reward_range = settings.criteria, settings.reward_range
         self.rollout = Rollout(settings.steps, self.criteria, settings.interval, settings.threshold,
                                settings.max_insufficient_checks,
                                f"canary {self.branch_names[self.stable]} -> {self.branch_names[self.candidate]}")
@@ -141,12 +143,14 @@ class Canary(Router):
     def _check(self, routing, reward) -> tuple[int, float]:
         if isinstance(routing, bool) or not isinstance(routing, (int, np.integer)) \
                 or routing not in (self.stable, self.candidate):
-            raise BadRequest(f"response.meta.routing: {routing!r} is neither the stable child ({self.stable}) nor "
+            raise BadRequest(f"response.meta.routing: {quote(routing)} is neither the stable child ({self.stable}) nor "
                              f"the candidate ({self.candidate}); a canary learns from those two only")
         if isinstance(reward, bool) or not isinstance(reward, numbers.Real) or not math.isfinite(reward):
-            raise BadRequest(f"reward: must be a finite number, got {reward!r}")
-        if self.criteria.margin is not None and not 0.0 <= reward <= 1.0:
-            raise BadRequest(f"reward: must be within [0, 1] (a success fraction) when margin is set, got {reward!r}")
+            raise BadRequest(f"reward: must be a finite number, got {quote(reward)}")
+        lo, hi = self.reward_range
+        if not lo <= reward <= hi:
+            raise BadRequest(f"reward: must be within [{lo:g}, {hi:g}] (reward_range; by default a success "
+                             f"fraction), got {quote(reward)}")
         return int(routing), float(reward)
 
     def learn(self, feedback: Feedback):

@@ -12,7 +12,8 @@ import json
 import re
 from typing import Any, Callable, Optional
 
-from ...errors import ConfigError
+from ...errors import BadRequest, ConfigError
+from ...request import MAX_DEPTH, too_deep
 
 VALUE_KINDS = ("exact", "prefix", "suffix", "contains", "regex")
 KINDS = VALUE_KINDS + ("present",)
@@ -22,11 +23,16 @@ _FLAGS = ("invert", "ignore_case")
 Matcher = Callable[[Optional[str]], bool]  # None: the value is missing
 
 
-def as_text(value: Any) -> Optional[str]:
+def as_text(value: Any, field: str = "value") -> Optional[str]:
     """A tag's or JSON field's value as the string a matcher compares: strings as they are,
-    everything else as JSON writes it (true, 3, 2.5, null, {"a":1}); None stays missing."""
+    everything else as JSON writes it (true, 3, 2.5, null, {"a":1}); None stays missing.
+    A value nested deeper than MAX_DEPTH is a BadRequest naming `field` (json.dumps would
+    raise RecursionError on it: a 500), whichever matcher reads it."""
     if value is None or isinstance(value, str):
         return value
+    if isinstance(value, (list, dict)) and too_deep(value):
+        raise BadRequest(f"{field}: nested deeper than {MAX_DEPTH} levels; rules compare a value as its JSON "
+                         "text, to that depth")
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
@@ -117,6 +123,7 @@ def json_field(path: str, field: str) -> Callable[[Any], Optional[str]]:
     if not isinstance(path, str) or not path or any(not part for part in path.split(".")):
         raise ConfigError(f"{field}: expected a dotted path like model or messages.0.role, got {path!r}")
     parts = tuple(int(p) if p.isdigit() else p for p in path.split("."))
+    where = f"jsonData.{path}"  # what a request's error names
 
     def get(doc: Any) -> Optional[str]:
         for part in parts:
@@ -128,5 +135,5 @@ def json_field(path: str, field: str) -> Callable[[Any], Optional[str]]:
                 return None
             if doc is _MISSING:
                 return None
-        return "null" if doc is None else as_text(doc)  # JSON null is a value: "null"
+        return "null" if doc is None else as_text(doc, where)  # JSON null is a value: "null"
     return get

@@ -8,7 +8,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ...errors import NoRoute
+from ...errors import NoRoute, quote
 from ...request import Request
 from ...router import Decision, Router
 from .._params import integer, items, optional
@@ -68,7 +68,7 @@ class RuleRouter(Router):
         if self.fallback is not None:
             return self._fallback
         raise NoRoute(f"router {self.describe()}: no rule matches the request and no fallback child is "
-                      f"configured ({len(self.rules)} rules; path {request.path or '-'!r})")
+                      f"configured ({len(self.rules)} rules; path {quote(request.path or '-')})")
 
     def state(self) -> dict:
         rules = []

@@ -128,6 +128,10 @@ def test_probabilities_output_is_taken_as_is():
     (np.array([[1.0, np.nan, 0.0, 0.0]]), r"features: NaN or infinity at row 0"),
     (np.array([[1.0, 0.0, 0.0, 0.0], [np.inf, 0.0, 0.0, 0.0]]), r"features: NaN or infinity at row 1"),
     (np.array([[1e300, 0.0, 0.0, 0.0]]), r"features: NaN or infinity at row 0"),  # inf once float32
+    # jsonData reaches the model as decoded JSON: np.asarray raised on these (a 500)
+    ([[1, 0, 0, 0], [1, 0]], r"features: expected numbers of shape \(N, 4\), got a list that is not a rectangular"),
+    ([[1, 0, 0, 0], 7], r"not a rectangular array"),
+    (json.loads("[" * 900 + "1" + "]" * 900), r"not a rectangular array"),  # past numpy's 64 dimensions
 ])
 def test_bad_features_are_a_bad_request(features, message):
     with pytest.raises(BadRequest, match=message):

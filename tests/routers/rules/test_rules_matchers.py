@@ -1,10 +1,12 @@
 """The matchers as pure functions: tables of (matcher config, value, expected)."""
 
+import json
 import re
 
 import pytest
 
 from seldon_routers import ConfigError
+from seldon_routers.errors import BadRequest
 from seldon_routers.routers.rules.matchers import (PATH_KINDS, as_text, glob_regex, json_field, path_pattern,
                                                    string_matcher)
 
@@ -167,3 +169,15 @@ def test_bad_json_path(path):
 
 def test_as_text():
     assert [as_text(v) for v in ("x", True, False, 3, 2.5, None)] == ["x", "true", "false", "3", "2.5", None]
+
+
+def test_as_text_of_a_value_nested_too_deep_is_a_bad_request_naming_the_field():
+    """json.dumps raised RecursionError (a 500) on a tag nested ~1000 deep; the limit is a
+    fixed depth, not wherever the stack happens to run out."""
+    deep = json.loads("[" * 900 + "1" + "]" * 900)
+    with pytest.raises(BadRequest, match=r"^meta.tags.tier: nested deeper than 64 levels"):
+        as_text(deep, "meta.tags.tier")
+    with pytest.raises(BadRequest, match=r"^jsonData.model: nested deeper"):
+        json_field("model", "rules[0].match.json.model")({"model": {"a": deep}})
+    ok = json.loads("[" * 64 + "]" * 64)  # 64 levels: within the limit
+    assert as_text(ok) == "[" * 64 + "]" * 64
