@@ -40,7 +40,7 @@ class Tally:
                 "reward_mean": self.reward_mean, "error_rate": self.error_rate}
 
     @classmethod
-    def from_json(cls, value, field_: str, unit_rewards: bool = False) -> "Tally":
+    def from_json(cls, value, field_: str, reward_range: Optional[tuple] = None) -> "Tally":
         """What `to_json` wrote (the derived means are ignored); ConfigError naming the field."""
         if not isinstance(value, dict):
             raise ConfigError(f"{field_}: expected an object with n, reward_sum, errors, got {value!r}")
@@ -48,8 +48,12 @@ class Tally:
         reward_sum = number(value.get("reward_sum"), f"{field_}.reward_sum")
         if errors > n:
             raise ConfigError(f"{field_}.errors: {errors} errors in {n} feedbacks")
-        if unit_rewards and not -1e-9 <= reward_sum <= n + 1e-9:
-            raise ConfigError(f"{field_}.reward_sum: must be within [0, n] for rewards in [0, 1], got {reward_sum!r}")
+        if reward_range is not None:  # n rewards within [lo, hi] sum to within [n lo, n hi]
+            lo, hi = reward_range[0] * n, reward_range[1] * n
+            slack = 1e-9 * max(1.0, abs(lo), abs(hi))
+            if not lo - slack <= reward_sum <= hi + slack:
+                raise ConfigError(f"{field_}.reward_sum: {reward_sum:g} for {n} rewards within reward_range "
+                                  f"[{reward_range[0]:g}, {reward_range[1]:g}]")
         return cls(n, float(reward_sum), errors)
 
 

@@ -149,8 +149,9 @@ class Rollout:
                 "window": {"candidate": self.window.to_json()}, "baseline": {"stable": self.baseline.to_json()},
                 "last_analysis": self.last_analysis, "history": list(self.history)}
 
-    def restore(self, state: dict, now: float) -> None:
-        """Restore what `to_json` wrote; checked in full before anything changes."""
+    def restore(self, state: dict, now: float, reward_range: Optional[tuple] = None) -> None:
+        """Restore what `to_json` wrote; checked in full before anything changes (the
+        tallies against the rewards feedback may carry)."""
         phase = state.get("phase")
         if phase not in PHASES:
             raise ConfigError(f"state.phase: {phase!r} is not one of {', '.join(PHASES)}")
@@ -163,9 +164,8 @@ class Rollout:
                               f"{self.steps.max_weight:g}")
         failed = integer(state.get("failed_checks"), "state.failed_checks")
         insufficient = integer(state.get("insufficient_checks", 0), "state.insufficient_checks")
-        unit = self.criteria.margin is not None
-        window = Tally.from_json(_field(state, "window").get("candidate"), "state.window.candidate", unit)
-        baseline = Tally.from_json(_field(state, "baseline").get("stable"), "state.baseline.stable", unit)
+        window = Tally.from_json(_field(state, "window").get("candidate"), "state.window.candidate", reward_range)
+        baseline = Tally.from_json(_field(state, "baseline").get("stable"), "state.baseline.stable", reward_range)
         due = optional(number, state.get("next_check_at"), "state.next_check_at (POSIX seconds or null)")
         last, history = state.get("last_analysis"), state.get("history", [])
         if last is not None and not isinstance(last, dict):

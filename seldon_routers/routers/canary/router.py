@@ -208,13 +208,12 @@ class Canary(Router):
         totals = state.get("totals")
         if not isinstance(totals, dict):
             raise ConfigError("state.totals: expected an object by child name")
-        unit = self.criteria.margin is not None
         restored = {c: Tally.from_json(totals.get(self.branch_names[c], {"n": 0, "reward_sum": 0, "errors": 0}),
-                                       f"state.totals.{self.branch_names[c]}", unit) for c in self.totals}
+                                       f"state.totals.{self.branch_names[c]}", self.reward_range) for c in self.totals}
         duplicates = state.get("duplicates", 0)
         if isinstance(duplicates, bool) or not isinstance(duplicates, int) or duplicates < 0:
             raise ConfigError(f"state.duplicates: expected a count, got {duplicates!r}")
         with self.lock:
-            self.rollout.restore(state, self.clock())  # checks everything first, then assigns
+            self.rollout.restore(state, self.clock(), self.reward_range)  # checks everything first, then assigns
             self.totals, self.duplicates = restored, duplicates
             self._rebuild()
