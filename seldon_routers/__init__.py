@@ -5,6 +5,7 @@ so `seldon-core-microservice seldon_routers.ABTest --service-type ROUTER` works 
 Seldon's own environment. The server lives in seldon_routers.server and loads lazily.
 """
 
+from .additive import AdditiveState
 from .errors import BadRequest, ConfigError, NoRoute, RouterError
 from .request import Feedback, Request
 from .router import ALL_CHILDREN, NO_CHILDREN, Decision, Router
@@ -19,6 +20,7 @@ from .routers.rules import RuleRouter
 from .routers.time_of_day import TimeOfDay
 
 __all__ = [
+    "AdditiveState",
     "ALL_CHILDREN",
     "NO_CHILDREN",
     "ABTest",

@@ -13,6 +13,7 @@ import sys
 
 from . import params, registry
 from .errors import ConfigError, RouterError
+from .routers._params import integer, positive_int
 
 
 def _env_int(name: str, default: int) -> int:
@@ -46,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="largest request accepted, REST and gRPC (default 16 MiB)")
     s.add_argument("--max-in-flight", type=int, default=0, metavar="N",
                    help="answer 429 / RESOURCE_EXHAUSTED beyond N concurrent calls (default 0: no limit)")
+    s.add_argument("--path-header", default=None, metavar="NAME",
+                   help="the header (gRPC: metadata key) a gateway forwards the client's original path in; "
+                        "when a call carries it, routers see that path (and its query string) instead of "
+                        "/route. Empty: off (default: $SELDON_ROUTER_PATH_HEADER or x-envoy-original-path)")
     s.add_argument("--graceful-timeout", type=float, default=25.0, metavar="SECONDS",
                    help="how long SIGTERM waits for in-flight calls")
     s.add_argument("--log-level", default=os.environ.get("SELDON_LOG_LEVEL", "info").lower(),
@@ -140,9 +145,7 @@ def _workers(args) -> int:
             workers, source = int(value), "--workers ($SELDON_ROUTER_WORKERS)"
         except ValueError:
             raise ConfigError(f"--workers ($SELDON_ROUTER_WORKERS): expected an integer, got {value!r}") from None
-    if workers < 1:
-        raise ConfigError(f"{source}: must be >= 1, got {workers}")
-    return workers
+    return positive_int(workers, source)
 
 
 # Why a store that is not shared cannot serve several workers.
@@ -177,11 +180,9 @@ def serve(args) -> int:
         log_level=args.log_level,
     )
     if args.max_body_size is not None:
-        if args.max_body_size < 1:
-            raise ConfigError("--max-body-size: must be >= 1")
-        settings.max_body_size = args.max_body_size
-    if args.max_in_flight < 0:
-        raise ConfigError("--max-in-flight: must be >= 0")
+        settings.max_body_size = positive_int(args.max_body_size, "--max-body-size")
+    integer(args.max_in_flight, "--max-in-flight")
+    settings.path_header = _path_header(args)
     if workers > 1:
         from .server.workers import supervise
 
@@ -204,6 +205,17 @@ def serve(args) -> int:
         link = WorkerLink(args.worker_index, args.ready_fd)
     run(DataPlane(router, unit_id, name, args.max_in_flight, store=store), settings, link)
     return 0
+
+
+def _path_header(args) -> str:
+    from .server import forwarded
+
+    if args.path_header is not None:
+        return forwarded.header_name(args.path_header)
+    value = os.environ.get(forwarded.ENV)
+    if value is None:  # unset: the default; set but empty: off
+        return forwarded.DEFAULT_PATH_HEADER
+    return forwarded.header_name(value, f"--path-header (${forwarded.ENV})")
 
 
 def _store(args):

@@ -7,6 +7,8 @@ The gRPC code is kept as a name so this module needs no grpc import.
 
 from __future__ import annotations
 
+import reprlib
+
 
 class RouterError(Exception):
     """Base of every error this package raises on purpose."""
@@ -46,6 +48,13 @@ class MethodNotAllowed(RouterError):
     http_status = 405
     grpc_code = "UNIMPLEMENTED"
     reason = "METHOD_NOT_ALLOWED"
+
+
+class NotDefined(BadRequest):
+    """A call of Seldon's unit API that a router does not define (aggregate: only a COMBINER
+    aggregates). REST answers 400, as Seldon's wrapper does; gRPC has a code for it."""
+
+    grpc_code = "UNIMPLEMENTED"
 
 
 class PayloadTooLarge(RouterError):
@@ -88,3 +97,28 @@ class ConfigError(RouterError, ValueError):
     """Invalid configuration or parameter: stops start-up with a message naming the field."""
 
     reason = "CONFIG_ERROR"
+
+
+# What an error message shows of a client's value: a few levels of nesting, a few items per
+# container, short strings. Python's repr of a value nested ~1000 deep (JSON allows 1024 here)
+# raises RecursionError, and a quoted 16 MB body would flood the reply and the logs.
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel, _QUOTE.maxlist, _QUOTE.maxtuple, _QUOTE.maxdict = 3, 6, 6, 6
+_QUOTE.maxstring, _QUOTE.maxlong, _QUOTE.maxother = 80, 40, 80
+QUOTE_LIMIT = 200
+
+
+def quote(value, limit: int = QUOTE_LIMIT) -> str:
+    """`value` as an error message quotes it: repr-like, at most 3 levels deep and `limit`
+    characters long; never raises (a value whose repr fails reads as its type)."""
+    try:
+        text = _QUOTE.repr(value)
+    except Exception:  # e.g. a container subclass reprlib leaves to its own (recursive) repr
+        text = f"<{type(value).__name__}>"
+    return clip(text, limit)
+
+
+def clip(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """A message from elsewhere (a library's exception) cut to `limit` characters: such
+    messages may quote the client's value whole."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -69,9 +69,9 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
     if not isinstance(value, str) or annotation is inspect.Parameter.empty:
         return value
     options = typing.get_args(annotation) if typing.get_origin(annotation) is typing.Union else (annotation,)
-    if str in options:
+    if options == (str,) or options == (str, type(None)):
         return value
-    for option in options:
+    for option in options:  # a typed option first (float | str: "60" is 60.0, "5m" stays text)
         try:
             if option is bool:
                 return parse_bool(value, name)
@@ -83,6 +83,8 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
                     return parsed
         except (ValueError, ConfigError):
             continue
+    if str in options:
+        return value
     expected = " or ".join(getattr(o, "__name__", str(o)) for o in options if o is not type(None))
     raise ConfigError(f"parameter {name!r}: {value!r} is not a valid {expected}")
 

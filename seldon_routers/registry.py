@@ -17,7 +17,7 @@ BUILTINS = {
     "ucb1": "seldon_routers.routers.bandits.ucb:UCB1",
     "lin-ucb": "seldon_routers.routers.bandits.linear:LinUCB",
     "rules": "seldon_routers.routers.rules.router:RuleRouter",
-    "time-of-day": "seldon_routers.routers.time_of_day:TimeOfDay",
+    "time-of-day": "seldon_routers.routers.time_of_day.router:TimeOfDay",
     "canary": "seldon_routers.routers.canary.router:Canary",
     "classifier": "seldon_routers.routers.classifier.router:ClassifierRouter",
 }

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
+from .errors import BadRequest, quote
+
 # Which SeldonMessage form carried the data; "" when the message had none.
 DATA_KINDS = ("ndarray", "tensor", "tftensor", "strData", "binData", "jsonData", "customData")
 RAW_KINDS = ("strData", "binData", "jsonData", "customData")
@@ -58,11 +60,42 @@ class Headers(Mapping):
         return f"Headers({self._built()!r})"
 
 
-def rows_of(features) -> int:
+# The most rows one request may count (a bandit learns reward * rows successes from a
+# feedback): more would let one prediction outweigh ten thousand others.
+MAX_ROWS = 10_000
+# The deepest nesting a router reads a value to (as text, or as a sticky key). Deeper than
+# protobuf carries (its parser stops at 100 nested messages: 49 levels of lists in a tag),
+# so only JSON sends such values, and Python's repr/json.dumps give up near 1000.
+MAX_DEPTH = 64
+
+
+def rows_of(features, field: str = "features") -> int:
     """Rows of a `features` value (as the Seldon wrapper passes it too): an array's first
-    dimension, else 1."""
+    dimension, else 1. Rows come from data present: an array with no values has none
+    (a tensor of shape [2147483647, 0] is 0 bytes of data), and more than MAX_ROWS is a
+    BadRequest naming `field`."""
     shape = getattr(features, "shape", None)
-    return int(shape[0]) if shape else 1
+    if not shape:
+        return 1
+    if not getattr(features, "size", 1):
+        return 0
+    rows = int(shape[0])
+    if rows > MAX_ROWS:
+        raise BadRequest(f"{field}: {rows} rows in one request; a feedback counts at most {MAX_ROWS} "
+                         "(split the batch)")
+    return rows
+
+
+def too_deep(value, limit: int = MAX_DEPTH) -> bool:
+    """Whether lists and dicts in `value` nest deeper than `limit` (iteratively: no recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, tuple, dict)):
+            if depth >= limit:
+                return True
+            stack.extend((x, depth + 1) for x in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def empty_meta() -> dict:
@@ -95,6 +128,25 @@ class Request:
         self.path = path
         self.query = {} if query is None else query
 
+    @classmethod
+    def from_seldon(cls, features: Any, feature_names: list | None = None, meta: dict | None = None) -> "Request":
+        """The view of Seldon's wrapper arguments (features, feature_names, meta), the kind
+        told by the features' type as the wire would have said it: an array for tensor
+        data, str for strData, bytes for binData, other JSON values for jsonData."""
+        if features is None:
+            kind = ""
+        elif isinstance(features, str):
+            kind = "strData"
+        elif isinstance(features, bytes):
+            kind = "binData"
+        elif isinstance(features, CustomData):
+            kind = "customData"
+        elif hasattr(features, "shape") and hasattr(features, "dtype"):
+            kind = "ndarray"
+        else:
+            kind = "jsonData"
+        return cls(features, feature_names, kind, meta)
+
     @property
     def features(self) -> Any:
         if self._decode is not None:
@@ -117,16 +169,24 @@ class Request:
 
     @property
     def rows(self) -> int:
-        """How many rows (instances) the request carries: 1 unless it is a batch array."""
-        return rows_of(self.features) if self.kind in ("ndarray", "tensor", "tftensor") else 1
+        """How many rows (instances) the request carries: 1 unless it is a batch array (0
+        when the array holds no values); more than MAX_ROWS is a BadRequest."""
+        return self.rows_at("data")
+
+    def rows_at(self, field: str) -> int:
+        """`rows`, with errors naming `field` (the request's data: `request.data` in a feedback)."""
+        if self.kind not in ("ndarray", "tensor", "tftensor"):
+            return 1
+        return rows_of(self.features, f"{field}.{self.kind}")
 
     @property
     def puid(self) -> str:
         return self.meta.get("puid", "")
 
     def __repr__(self) -> str:
-        return (f"Request(kind={self.kind!r}, features={self.features!r}, feature_names={self.feature_names!r}, "
-                f"meta={self.meta!r}, path={self.path!r})")
+        # quote: a client's features or tags can nest deeper than repr recurses
+        return (f"Request(kind={self.kind!r}, features={quote(self.features)}, "
+                f"feature_names={quote(self.feature_names)}, meta={quote(self.meta)}, path={quote(self.path)})")
 
 
 @dataclass
@@ -145,3 +205,15 @@ class Feedback:
     truth: Any
     routing: int | None = None
     reward_given: bool = True
+
+    @classmethod
+    def from_seldon(cls, features: Any, feature_names: list | None, reward, truth: Any,
+                    routing: int | None = None) -> "Feedback":
+        """The view of Seldon's send_feedback arguments (no puid, no tags: the wrapper passes none)."""
+        return cls(Request.from_seldon(features, feature_names), empty_meta(), reward, truth, routing,
+                   reward_given=reward is not None)
+
+    @property
+    def rows(self) -> int:
+        """The rows of the feedback's request (see Request.rows); errors name request.data."""
+        return self.request.rows_at("request.data")

@@ -1,16 +1,25 @@
-"""The base class: the contract every router keeps.
+"""The base class: the contract every router keeps, built-ins and users' alike.
 
-The signatures of `route` and `send_feedback` are exactly those of Seldon's python
-wrapper, so a subclass also runs unchanged under `seldon-core-microservice`. This module
-imports nothing beyond the standard library and its siblings: a router must stay loadable
-in Seldon's own environment (numpy<2, protobuf<4, Flask<3).
+A router writes one entry point per call, in either form, and the base class bridges to
+the other, so one class serves under this project's server (which calls the rich form)
+and, unchanged, under Seldon's `seldon-core-microservice` (which calls Seldon's form):
+
+    route:     decide(request) -> Decision | int     or   route(features, feature_names, **kwargs) -> int
+    feedback:  learn(feedback)                        or   send_feedback(features, feature_names, reward, truth, routing)
+
+This module imports nothing beyond the standard library and its siblings: a router must
+stay loadable in Seldon's own environment (numpy<2, protobuf<4, Flask<3).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from typing import Any, Awaitable, Mapping, NamedTuple, Optional, Union
+import numbers
+from collections.abc import Mapping
+from typing import Any, Awaitable, NamedTuple, Optional, Union
 
+from .errors import RouterError, RouterFailed, quote
 from .request import Feedback, Request
 
 ALL_CHILDREN = -1  # send the request to every child
@@ -25,81 +34,115 @@ class Decision(NamedTuple):
     tags: Optional[Mapping[str, Any]] = None
 
 
+def check_decision(decision, name: str, n_children: Optional[int]) -> tuple[int, Any]:
+    """A router's answer as (child, tags): an integer within [-2, n_children), or a Decision
+    holding one; anything else is the router's failure (RouterFailed naming it)."""
+    tags = None
+    if type(decision) is Decision:
+        decision, tags = decision.child, decision.tags
+        if tags is not None and not isinstance(tags, Mapping):
+            raise RouterFailed(f"router {name} returned tags {quote(tags)}; Decision.tags must be a mapping")
+    if type(decision) is not int and (isinstance(decision, bool) or not isinstance(decision, numbers.Integral)):
+        raise RouterFailed(f"router {name} returned {quote(decision)} ({type(decision).__name__}); "
+                           "a route must be an integer")
+    child = int(decision)  # a numpy integer too: Seldon's wrapper refuses anything but int
+    if child < NO_CHILDREN or (n_children is not None and child >= n_children):
+        valid = f"-2..{n_children - 1}" if n_children is not None else ">= -2"
+        raise RouterFailed(f"router {name} returned route {child}, outside {valid}")
+    return child, tags
+
+
+def _wrote(cls: type, name: str) -> bool:
+    """Whether `cls` (or a base between it and Router) defines `name` itself."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass is not Router
+    return False
+
+
+class optional_hook:
+    """A hook Router declares as a no-op, absent from instances whose class does not write it.
+
+    Seldon's wrapper asks `hasattr(model, "metrics")` (likewise tags, health_status,
+    init_metadata) and, when true, does per-call work a plain class never pays for: a second
+    round trip to its metrics Manager process on every route (about a third of its
+    throughput), or a different health and metadata reply. So the no-op is documented here,
+    reachable through `super()` from an override, and invisible to hasattr() otherwise;
+    this project's server asks `Router.has_hook` instead.
+    """
+
+    def __init__(self, func):
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self.func
+        if _wrote(type(obj), self.name):  # reached through super() from the class's own hook
+            return self.func.__get__(obj, objtype)
+        raise AttributeError(f"{type(obj).__name__} has no {self.name}() hook")
+
+
+def _resolve(result, what: str):
+    """An awaitable from the rich form, awaited for Seldon's (synchronous) form."""
+    if not inspect.isawaitable(result):
+        return result
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        async def wait():
+            return await result
+        return asyncio.run(wait())
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()  # never awaited: say so now, not as a warning at garbage collection
+    raise RouterError(f"{what} returned an awaitable inside a running event loop: await the rich form instead")
+
+
 class Router:
-    """Subclass and write `route`; write `send_feedback` too if the router learns.
+    """Subclass and write `decide` or `route`; write `learn` or `send_feedback` too if the
+    router learns. Every other method is an optional hook with a no-op default.
 
     Class attributes a router may set:
-      n_children: how many children it routes over; when set, the server rejects any
-        decision outside [-2, n_children) as a router failure instead of sending it on.
+      n_children: how many children it routes over; when set, any decision outside
+        [-2, n_children) is a router failure instead of being sent on, and feedback must
+        name one of them.
+      branch_names: the children's names, in the graph's order (tags, state, metadata).
       reads_features: see below.
     """
 
     n_children: int | None = None
+    branch_names: list | None = None
     name: str = ""  # shown in tags, errors and metadata; defaults to the class name
     # False for a router that never looks at the request's tensor data: the server then
-    # skips decoding it. True (the default) decodes it before `route` runs, so a malformed
-    # tensor is refused before the router can change any state.
+    # skips decoding it on Route. True (the default) decodes it before the router runs, so
+    # a malformed tensor is refused before the router can change any state.
     reads_features: bool = True
 
-    # How to call `route`, worked out once per class from its signature.
+    # Worked out once per class: which form of each call it writes, and what `route` takes.
+    _writes_decide = _writes_route = _writes_learn = _writes_send_feedback = False
     _route_takes_meta = False
     _route_takes_request = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        for form in ("decide", "route", "learn", "send_feedback"):
+            setattr(cls, f"_writes_{form}", _wrote(cls, form))
         params = inspect.signature(cls.route).parameters
         var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        cls._route_takes_meta = var_kw or "meta" in params
-        cls._route_takes_request = var_kw or "request" in params
+        cls._route_takes_meta = cls._writes_route and (var_kw or "meta" in params)
+        cls._route_takes_request = cls._writes_route and (var_kw or "request" in params)
 
-    # --- what users write -------------------------------------------------------------
-
-    def route(self, features, feature_names, **kwargs) -> int:
-        """Return the index of the child to serve this request, ALL_CHILDREN or NO_CHILDREN."""
-        raise NotImplementedError(f"{type(self).__name__} must implement route()")
-
-    def send_feedback(self, features, feature_names, reward, truth, routing=None, **kwargs):
-        """Learn from a reward for a request this router sent to child `routing`."""
-        return None
-
-    # --- optional hooks (no-ops by default) ---------------------------------------------
-
-    def load(self) -> None:
-        """Called once after construction, before the first request."""
-
-    def tags(self) -> dict:
-        """Extra tags for every reply (the Seldon wrapper calls this too)."""
-        return {}
-
-    def metrics(self) -> list:
-        """Custom metrics, Seldon style: [{"type": "COUNTER"|"GAUGE"|"TIMER", "key", "value"}]."""
-        return []
-
-    def register_metrics(self, metrics) -> None:
-        """The server calls this once with its unit's metrics: a router with metrics of its
-        own creates them with `metrics.histogram(name, documentation, buckets)`, which returns
-        an object with `observe(value)` (so a router never imports prometheus_client). Seldon's
-        wrapper does not call it; `metrics()` is the portable way."""
-
-    def state(self) -> dict:
-        """The learned state as a JSON-serialisable value (served by GET /state)."""
-        return {}
-
-    def load_state(self, state: dict) -> None:
-        """Restore what `state()` returned (the file store calls it at start-up). A router
-        that keeps learned state writes both; raise ConfigError for a state it cannot use."""
-        raise NotImplementedError(f"{type(self).__name__} does not restore state")
-
-    # --- what the server calls ----------------------------------------------------------
-
-    @property
-    def learns(self) -> bool:
-        """True when the router overrides send_feedback: feedback must then name a child."""
-        return type(self).send_feedback is not Router.send_feedback
+    # --- routing: write one of the two ---------------------------------------------------
 
     def decide(self, request: Request) -> Union[Decision, int, Awaitable]:
-        """The server's entry point. Built-ins override this to return tagged Decisions;
-        the default calls `route` with the keywords its signature accepts."""
+        """The rich form: the child for this request (a Decision with tags, or an int), or
+        an awaitable of one. By default, calls `route` with the keywords its signature takes."""
+        if not self._writes_route:
+            raise NotImplementedError(f"{type(self).__name__} must implement decide(request) or route()")
         kwargs = {}
         if self._route_takes_meta:
             kwargs["meta"] = request.meta
@@ -107,12 +150,95 @@ class Router:
             kwargs["request"] = request
         return self.route(request.features, request.feature_names, **kwargs)
 
+    def route(self, features, feature_names, **kwargs) -> int:
+        """Seldon's form: the index of the child to serve this request, ALL_CHILDREN or
+        NO_CHILDREN. By default, calls `decide` on the request view of these arguments
+        (Seldon's wrapper passes `meta`; it carries no headers, path or query)."""
+        if not self._writes_decide:
+            raise NotImplementedError(f"{type(self).__name__} must implement decide(request) or route()")
+        decision = self.decide(Request.from_seldon(features, feature_names, kwargs.get("meta")))
+        if type(decision) is not Decision and type(decision) is not int:
+            decision = _resolve(decision, f"{self.describe()}.decide")
+        return check_decision(decision, self.describe(), self.n_children)[0]
+
+    # --- feedback: write one of the two if the router learns --------------------------
+
     def learn(self, feedback: Feedback):
-        """The server's entry point for feedback: calls `send_feedback`."""
+        """The rich form: learn from a reward for a request this router sent to child
+        `feedback.routing` (may return an awaitable). By default, calls `send_feedback`."""
+        if not self._writes_send_feedback:
+            return None
         req = feedback.request
-        return self.send_feedback(
-            req.features, req.feature_names, feedback.reward, feedback.truth, routing=feedback.routing
-        )
+        return self.send_feedback(req.features, req.feature_names, feedback.reward, feedback.truth,
+                                  routing=feedback.routing)
+
+    def send_feedback(self, features, feature_names, reward, truth, routing=None, **kwargs):
+        """Seldon's form (`routing`: response.meta.routing[unit], None when absent). By
+        default, calls `learn` with the feedback view of these arguments."""
+        if not self._writes_learn:
+            return None
+        return _resolve(self.learn(Feedback.from_seldon(features, feature_names, reward, truth, routing)),
+                        f"{self.describe()}.learn")
+
+    @property
+    def learns(self) -> bool:
+        """True when the router writes learn or send_feedback: feedback must then name a child."""
+        return self._writes_learn or self._writes_send_feedback
+
+    # --- optional hooks (no-ops) ------------------------------------------------------
+
+    def load(self) -> None:
+        """Called once after construction, before the first request (both servers call it)."""
+
+    def close(self) -> None:
+        """Called once at shutdown, after the last call has drained (threads, files, models)."""
+
+    @optional_hook
+    def tags(self) -> dict:
+        """Extra tags for every reply (the Seldon wrapper calls this too)."""
+        return {}
+
+    @optional_hook
+    def metrics(self) -> list:
+        """Custom metrics, Seldon style: [{"type": "COUNTER"|"GAUGE"|"TIMER", "key", "value"}]
+        (TIMER in milliseconds), reported after every call."""
+        return []
+
+    @optional_hook
+    def health_status(self):
+        """What GET /health/status reports as jsonData (default: a SUCCESS status)."""
+        return None
+
+    @optional_hook
+    def init_metadata(self) -> dict:
+        """What GET /metadata answers (default: the router's name, type and children)."""
+        return {}
+
+    def register_metrics(self, metrics) -> None:
+        """The server calls this once with its metrics (server/metrics.py: `histogram(name,
+        documentation, buckets)` makes a Prometheus histogram in this unit's registry), for
+        a router with metrics of its own. Seldon's wrapper does not; `metrics()` is the
+        portable way."""
+
+    def state(self) -> dict:
+        """The learned state as a JSON-serialisable value (served by GET /state)."""
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        """Restore what `state()` returned. A router that keeps learned state writes both
+        (see `restores`); raise ConfigError for a state it cannot use, changing nothing."""
+        raise NotImplementedError(f"{type(self).__name__} does not restore state")
+
+    # --- what the server asks ---------------------------------------------------------
+
+    def has_hook(self, name: str) -> bool:
+        """Whether this router writes the hook `name` (the server calls only those)."""
+        return _wrote(type(self), name)
+
+    @property
+    def restores(self) -> bool:
+        """The snapshot protocol (state/file.py): True when `load_state` restores `state()`."""
+        return self.has_hook("load_state")
 
     def describe(self) -> str:
         return self.name or type(self).__name__

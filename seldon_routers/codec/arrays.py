@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ..errors import BadRequest
+from ..errors import BadRequest, quote
 
 # TensorFlow lets one value fill a whole shape; bound it, or a 60-byte request could ask
 # for gigabytes. Requests listing their values are bounded by the body size instead.
@@ -42,7 +42,7 @@ def tensor(shape, values, field: str = "data.tensor") -> np.ndarray:
         return arr
     dims = list(shape)
     if any(isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < 2**31 for d in dims) or len(dims) > MAX_DIMS:
-        raise BadRequest(f"{field}.shape: expected at most {MAX_DIMS} non-negative integers, got {dims}")
+        raise BadRequest(f"{field}.shape: expected at most {MAX_DIMS} non-negative integers, got {quote(dims)}")
     if math.prod(dims) != arr.size:
         raise BadRequest(f"{field}: shape {dims} does not fit {arr.size} values")
     return _reshape(arr, dims, field)
@@ -80,7 +80,7 @@ def tftensor(proto, field: str = "data.tftensor") -> np.ndarray:
     dtype, values_field = _TF_TYPES[proto.dtype]
     dims = [d.size for d in proto.tensor_shape.dim]
     if any(d < 0 for d in dims) or len(dims) > MAX_DIMS:
-        raise BadRequest(f"{field}.tensorShape: expected at most {MAX_DIMS} dimensions of known size, got {dims}")
+        raise BadRequest(f"{field}.tensorShape: expected at most {MAX_DIMS} dimensions of known size, got {quote(dims)}")
     size = math.prod(dims)  # Python ints: no overflow
     if proto.tensor_content:
         if dtype is object:

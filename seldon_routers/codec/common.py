@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..errors import BadRequest
+from ..errors import BadRequest, quote
 
 DATA_FIELDS = ("data", "binData", "strData", "jsonData", "customData")
 INT32 = (-(2**31), 2**31 - 1)
@@ -20,7 +20,7 @@ def reward(value) -> float:
     with np.errstate(over="ignore"):
         narrowed = np.float32(value)
     if not math.isfinite(narrowed):
-        raise BadRequest(f"reward: must be a finite float32, got {value!r}")
+        raise BadRequest(f"reward: must be a finite float32, got {quote(value)}")
     return float(str(narrowed))  # numpy prints a float32 shortest
 
 

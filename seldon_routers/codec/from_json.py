@@ -13,8 +13,8 @@ from urllib.parse import parse_qs
 import numpy as np
 import orjson
 
-from ..errors import BadRequest
-from ..request import CustomData, Feedback, Request, empty_meta
+from ..errors import BadRequest, clip, quote
+from ..request import MAX_DEPTH, CustomData, Feedback, Request, empty_meta, too_deep
 from . import arrays
 from .common import DATA_FIELDS, INT32, reward, routing_for
 
@@ -39,7 +39,7 @@ def load_body(body: bytes, content_type: str, query: dict) -> object:
         if not body:
             raise BadRequest("body: empty; send a SeldonMessage as JSON (body, form field json= or ?json=)")
         if kind not in _JSON_TYPES and not kind.endswith("+json") and kind != "text/plain":
-            raise BadRequest(f"body: unsupported Content-Type {content_type!r}; use application/json")
+            raise BadRequest(f"body: unsupported Content-Type {quote(content_type)}; use application/json")
         text = body
     return _parse(text)
 
@@ -74,11 +74,11 @@ def _int32(value, field: str) -> int:
         try:
             value = int(value)
         except ValueError:
-            raise BadRequest(f"{field}: expected an integer, got {value!r}") from None
+            raise BadRequest(f"{field}: expected an integer, got {quote(value)}") from None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not INT32[0] <= value <= INT32[1]:
-        raise BadRequest(f"{field}: expected a 32-bit integer, got {value!r}")
+        raise BadRequest(f"{field}: expected a 32-bit integer, got {quote(value)}")
     return value
 
 
@@ -119,18 +119,27 @@ def _float32(v):
 _FLT_MAX = float(np.finfo(np.float32).max)
 
 
+def _not_too_deep(value, field: str) -> None:
+    """json_format recurses, and its ParseError quotes the value: nested ~1000 deep (JSON
+    allows 1024 here) that was a RecursionError, a 500. Refused at a fixed depth instead,
+    above anything a gRPC client can send (protobuf nests 100 messages: 49 levels of lists)."""
+    if too_deep(value):
+        raise BadRequest(f"{field}: nested deeper than {MAX_DEPTH} levels")
+
+
 def _tftensor(value, field: str):
     from google.protobuf import json_format  # rare form: json_format is exact, speed is moot
 
     from ..proto.tensor_pb2 import TensorProto
 
+    _not_too_deep(value, field)
     values = value.get("floatVal") if isinstance(value, dict) else None
     if isinstance(values, list):  # see _float32
         value = {**value, "floatVal": [_float32(v) for v in values]}
     try:
         proto = json_format.ParseDict(_obj(value, field), TensorProto())
     except json_format.ParseError as exc:
-        raise BadRequest(f"{field}: {exc}") from None
+        raise BadRequest(f"{field}: {clip(str(exc))}") from None
     return arrays.tftensor(proto, field)
 
 
@@ -139,10 +148,11 @@ def _custom(value, field: str) -> CustomData:
 
     from ..proto import prediction_pb2  # noqa: F401  registers seldon.protos types for Any
 
+    _not_too_deep(value, field)
     try:
         packed = json_format.ParseDict(_obj(value, field), any_pb2.Any())
     except (json_format.ParseError, TypeError, KeyError, AttributeError) as exc:  # {"@type": null}: AttributeError
-        raise BadRequest(f"{field}: cannot unpack Any: {exc}") from None
+        raise BadRequest(f"{field}: cannot unpack Any: {clip(str(exc))}") from None
     return CustomData(packed.type_url, packed.value)
 
 

@@ -35,9 +35,10 @@ def meta(m) -> dict:
     return out
 
 
-def request(msg, headers=None, path: str = "") -> Request:
-    """Tensor data is decoded when the router first reads `features` (see Request)."""
-    req = Request(meta=meta(msg.meta), path=path)
+def request(msg, headers=None, path: str = "", query=None, field: str = "") -> Request:
+    """Tensor data is decoded when the router first reads `features` (see Request).
+    field: where the message sits (request, truth), so errors name it as from_json's do."""
+    req = Request(meta=meta(msg.meta), path=path, query=query)
     if headers is not None:
         req.headers = headers
     kind = msg.WhichOneof("data_oneof")
@@ -47,12 +48,13 @@ def request(msg, headers=None, path: str = "") -> Request:
         data = msg.data
         req.feature_names = list(data.names)
         inner = data.WhichOneof("data_oneof")
+        at = f"{field}.data." if field else "data."
         if inner == "ndarray":
-            req.defer_features(lambda: arrays.ndarray([value(v) for v in data.ndarray.values]))
+            req.defer_features(lambda: arrays.ndarray([value(v) for v in data.ndarray.values], at + "ndarray"))
         elif inner == "tensor":
-            req.defer_features(lambda: arrays.tensor(list(data.tensor.shape), list(data.tensor.values)))
+            req.defer_features(lambda: arrays.tensor(list(data.tensor.shape), list(data.tensor.values), at + "tensor"))
         elif inner == "tftensor":
-            req.defer_features(lambda: arrays.tftensor(data.tftensor))
+            req.defer_features(lambda: arrays.tftensor(data.tftensor, at + "tftensor"))
         req.kind = inner or ""
         return req
     req.kind = kind
@@ -65,12 +67,12 @@ def request(msg, headers=None, path: str = "") -> Request:
     return req
 
 
-def feedback(msg, unit_id: str, headers=None, path: str = "") -> Feedback:
+def feedback(msg, unit_id: str, headers=None, path: str = "", query=None) -> Feedback:
     response_meta = meta(msg.response.meta)
     return Feedback(
-        request=request(msg.request, headers, path),
+        request=request(msg.request, headers, path, query, "request"),
         response_meta=response_meta,
         reward=reward(msg.reward),
-        truth=request(msg.truth).features if msg.HasField("truth") else None,
+        truth=request(msg.truth, field="truth").features if msg.HasField("truth") else None,
         routing=routing_for(response_meta, unit_id),
     )

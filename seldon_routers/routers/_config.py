@@ -8,6 +8,7 @@ import json
 from typing import Any, Optional
 
 from ..errors import ConfigError
+from ._params import child
 from ._weights import StickyKey, WeightedChoice
 
 
@@ -67,16 +68,6 @@ def child_names(doc_children: Any, branch_names: Optional[list], n_branches: Opt
     return list(names)
 
 
-def resolve_child(ref: Any, names: list, where: str) -> int:
-    """A child by name, or by a valid index (an int or its digits)."""
-    if isinstance(ref, str) and ref in names:
-        return names.index(ref)
-    if (isinstance(ref, int) and not isinstance(ref, bool)) or (isinstance(ref, str) and ref.isdigit()):
-        if 0 <= int(ref) < len(names):
-            return int(ref)
-    raise ConfigError(f"{where}: unknown child {ref!r} (children: {', '.join(names)})")
-
-
 def targets(spec: Any, names: list, where: str, policy_keys: tuple = ()) -> tuple[WeightedChoice, dict]:
     """`to` (or a default): one child, or a list of {child, weight}; `policy_keys` are
     further per-target keys to accept and return by child (the rules' timeout, retries)."""
@@ -95,7 +86,7 @@ def targets(spec: Any, names: list, where: str, policy_keys: tuple = ()) -> tupl
             raise ConfigError(f"{at}: unknown key {unknown[0]!r} (one of {', '.join(keys)})")
         if "child" not in target:
             raise ConfigError(f"{at}.child: missing")
-        children.append(resolve_child(target["child"], names, f"{at}.child"))
+        children.append(child(target["child"], names, f"{at}.child"))
         weight = target.get("weight")
         if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))):
             raise ConfigError(f"{at}.weight: expected a number, got {weight!r}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Optional
 
-from ..errors import ConfigError
+from ._params import integer
 
 
 class SeenPuids:
@@ -16,9 +16,7 @@ class SeenPuids:
     __slots__ = ("size", "_seen")
 
     def __init__(self, size: int, field: str = "dedupe"):
-        if isinstance(size, bool) or not isinstance(size, (int, float)) or size < 0:
-            raise ConfigError(f"{field}: must be an integer >= 0, got {size!r}")
-        self.size = int(size)
+        self.size = integer(size, field)
         self._seen: OrderedDict = OrderedDict()
 
     def first(self, puid: Optional[str]) -> bool:

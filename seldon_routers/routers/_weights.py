@@ -7,9 +7,9 @@ import bisect
 import hashlib
 from typing import Optional, Sequence
 
-from ..errors import ConfigError
-from ..request import Request
-from ._arms import normalise_weights
+from ..errors import BadRequest, ConfigError
+from ..request import MAX_DEPTH, Request, too_deep
+from ._params import weights as normalise
 
 _SCALE = float(2 ** 64)
 
@@ -35,7 +35,7 @@ class WeightedChoice:
         if len(weights) != len(children):
             raise ConfigError(f"{field}: {len(weights)} weights for {len(children)} children")
         self.children = list(children)
-        self.weights = normalise_weights(weights, field)
+        self.weights = normalise(weights, field)
         cumulative, total = [], 0.0
         for w in self.weights:
             total += w
@@ -71,6 +71,9 @@ class StickyKey:
         if self.source == "header":
             return request.headers.get(self.name)
         value = (request.meta.get("tags") or {}).get(self.name)
+        if isinstance(value, (list, dict)) and too_deep(value):  # str() of it would recurse without end
+            raise BadRequest(f"meta.tags.{self.name}: nested deeper than {MAX_DEPTH} levels; a sticky key is "
+                             "a string (or a small JSON value)")
         return None if value is None else str(value)
 
     def fraction(self, request: Request, salt: str = "") -> Optional[float]:

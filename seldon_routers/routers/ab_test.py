@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..request import Request
 from ..router import Decision, Router
-from ._arms import parse_list, resolve_arms
+from ._params import children, fraction, integer, items, optional
 from ._weights import StickyKey, WeightedChoice
 
 
@@ -26,7 +26,8 @@ class ABTest(Router):
       holds over many keys; a request without it gets a random child.
     sticky_salt: mixed into the key's hash (default: the branch names), so two sticky
       experiments on the same users split them independently; give two routers the same
-      salt to split them alike.
+      salt to split them alike. Under Seldon's wrapper a tag:NAME key works (it passes
+      meta); a header:NAME one sees no headers there and draws at random.
     """
 
     name = "ab-test"
@@ -39,22 +40,21 @@ class ABTest(Router):
         if ratioA is not None:
             if weights is not None:
                 raise ConfigError("ratioA: give either ratioA or weights, not both")
-            if not 0 <= ratioA <= 1:
-                raise ConfigError(f"ratioA: must be within [0, 1], got {ratioA!r}")
+            ratioA = fraction(ratioA, "ratioA")
             weights = [ratioA, 1 - ratioA]
-        parsed = parse_list(weights, "weights", float) if weights is not None else None
+        parsed = optional(items, weights, "weights", float)
         if n_branches is None and parsed is None and branch_names is None:
             n_branches = 2
         if n_branches is None and parsed is not None:
             n_branches = len(parsed)
-        self.branch_names = resolve_arms(n_branches, branch_names)
+        self.branch_names = children(n_branches, branch_names)
         self.n_children = len(self.branch_names)
         self.choice = WeightedChoice(range(self.n_children), parsed)
         self.weights = self.choice.weights
         self.sticky = None if sticky_key is None else StickyKey(sticky_key)
         self.sticky_salt = "ab-test:" + ":".join(self.branch_names) if sticky_salt is None else sticky_salt
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
+        self.seed = optional(integer, seed, "seed")
+        self.rng = np.random.default_rng(self.seed)
         # Ready-made tags per child (never mutated): the draw is the only per-request work.
         self._tags = [{"route": i, "branch": name, "propensity": w}
                       for i, (name, w) in enumerate(zip(self.branch_names, self.weights))]
@@ -68,10 +68,6 @@ class ABTest(Router):
                 return Decision(child, self._sticky_tags[child])
         child = self.choice.pick(self.rng.random())
         return Decision(child, self._tags[child])
-
-    def route(self, features, feature_names, **kwargs) -> int:
-        """Seldon's wrapper entry: a `tag:NAME` sticky key works there (it passes meta)."""
-        return self.decide(Request(features, feature_names, meta=kwargs.get("meta"))).child
 
     def state(self) -> dict:
         out = {"weights": dict(zip(self.branch_names, self.weights))}

@@ -19,6 +19,7 @@ from prometheus_client import make_asgi_app
 
 from ..errors import ConfigError
 from .dataplane import DataPlane
+from .forwarded import DEFAULT_PATH_HEADER
 from .rest import DEFAULT_MAX_BODY, RestApp
 
 log = logging.getLogger("seldon_routers")
@@ -34,6 +35,7 @@ class Settings:
     max_body_size: int = DEFAULT_MAX_BODY
     graceful_timeout: float = 25.0  # under Kubernetes' default 30 s termination grace
     log_level: str = "info"
+    path_header: str = DEFAULT_PATH_HEADER  # the client's original path, from a gateway ("": off)
     reuse_port: bool = False  # a worker: share the REST and gRPC ports with the other workers
     serve_metrics: bool = True  # a worker: no, the supervisor serves every worker's metrics
 
@@ -105,14 +107,16 @@ async def serve(dp: DataPlane, settings: Settings, link=None) -> None:
         if settings.serve_metrics:
             sockets.append(listen_socket(settings.host, settings.metrics_port, "--metrics-port"))
         grpc_server, health = await grpc_transport.start(dp, settings.host, settings.grpc_port,
-                                                         settings.max_body_size, settings.reuse_port)
+                                                         settings.max_body_size, settings.reuse_port,
+                                                         settings.path_header)
     except BaseException:
         for sock in sockets:
             sock.close()
         if load_first:
-            await dp.store.stop()
+            await dp.stop()
         raise
-    servers = [_uvicorn(RestApp(dp, settings.max_body_size), settings.host, settings.http_port, settings)]
+    servers = [_uvicorn(RestApp(dp, settings.max_body_size, settings.path_header), settings.host,
+                        settings.http_port, settings)]
     if settings.serve_metrics:
         servers.append(_uvicorn(metrics_app(dp.metrics.registry, settings.metrics_path), settings.host,
                                 settings.metrics_port, settings))
@@ -165,7 +169,7 @@ async def serve(dp: DataPlane, settings: Settings, link=None) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     if orphaned is not None:
         orphaned.cancel()
-    await dp.store.stop()  # after the last call drained: the final snapshot or flush has it
+    await dp.stop()  # after the last call drained: the final snapshot or flush has it, then close()
     for task in done:
         if task.exception():
             raise task.exception()

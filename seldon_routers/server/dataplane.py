@@ -10,74 +10,21 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import numbers
 import os
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from ..codec import from_json, from_proto, replies
-from ..errors import BadRequest, NotReady, RouterError, RouterFailed, TooManyRequests
+from ..errors import BadRequest, NotReady, RouterError, RouterFailed, TooManyRequests, clip, quote
 from ..request import Feedback, Request
-from ..router import Decision, Router
+from ..adapter import as_router
+from ..router import Decision, check_decision
 from ..state import Store
 from .metrics import Metrics
 
 log = logging.getLogger("seldon_routers")
-
-
-class _SeldonStyle(Router):
-    """Serves a plain Seldon wrapper class (route/send_feedback, no Router base) as is."""
-
-    def __init__(self, inner: Any):
-        self.inner = inner
-        self.n_children = getattr(inner, "n_children", None)
-        self.name = type(inner).__name__
-        params = inspect.signature(inner.route).parameters
-        self._takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values()) or "meta" in params
-
-    def decide(self, request: Request):
-        if self._takes_kwargs:
-            return self.inner.route(request.features, request.feature_names, meta=request.meta)
-        return self.inner.route(request.features, request.feature_names)
-
-    @property
-    def learns(self) -> bool:
-        return hasattr(self.inner, "send_feedback")
-
-    def learn(self, feedback: Feedback):
-        req = feedback.request
-        return self.inner.send_feedback(req.features, req.feature_names, feedback.reward, feedback.truth,
-                                        routing=feedback.routing)
-
-    def load(self):
-        getattr(self.inner, "load", lambda: None)()
-
-    def tags(self):
-        return getattr(self.inner, "tags", dict)()
-
-    def metrics(self):
-        return getattr(self.inner, "metrics", list)()
-
-    def state(self):
-        return getattr(self.inner, "state", dict)()
-
-
-def _hook(router: Router, name: str):
-    """An optional hook of the user's object (None when it has none)."""
-    return getattr(router.inner if isinstance(router, _SeldonStyle) else router, name, None)
-
-
-def as_router(obj: Any) -> Router:
-    return obj if isinstance(obj, Router) else _SeldonStyle(obj)
-
-
-def _overrides(router: Router, hook: str) -> bool:
-    if isinstance(router, _SeldonStyle):
-        return hasattr(router.inner, hook)
-    return getattr(type(router), hook) is not getattr(Router, hook)
 
 
 class DataPlane:
@@ -92,12 +39,10 @@ class DataPlane:
         self.ready = False
         self.in_flight = 0
         self._proto_replies = replies.ProtoRouteReplies()
-        # Hooks that cost a call per request only when the router defines them.
-        self._has_tags = _overrides(self.router, "tags")
-        self._has_metrics = _overrides(self.router, "metrics")
-        register = _hook(self.router, "register_metrics")
-        if register is not None:  # a router's own Prometheus metrics, in this unit's registry
-            register(self.metrics)
+        # Hooks that cost a call per request only when the router writes them.
+        self._has_tags = self.router.has_hook("tags")
+        self._has_metrics = self.router.has_hook("metrics")
+        self.router.register_metrics(self.metrics)  # a router's own Prometheus metrics, in this unit's registry
 
     def load(self) -> None:
         self.router.load()
@@ -108,6 +53,13 @@ class DataPlane:
         await asyncio.get_running_loop().run_in_executor(None, self.router.load)
         await self.store.start(self.router, self.metrics, self.unit_id)
         self.ready = True
+
+    async def stop(self) -> None:
+        """After the last call drained: the store's final snapshot or flush, then the router's close()."""
+        try:
+            await self.store.stop()
+        finally:
+            self.router.close()
 
     def serving_ready(self) -> bool:
         """What /ready says: loaded, and the state store reachable if it is required."""
@@ -127,26 +79,32 @@ class DataPlane:
             raise
         except Exception as exc:
             log.exception("router %s failed in route", self.name)
-            raise RouterFailed(f"router {self.name} failed in route: {type(exc).__name__}: {exc}") from exc
-        child, decision_tags = self._check(decision)
+            raise RouterFailed(f"router {self.name} failed in route: {type(exc).__name__}: {clip(str(exc))}") from exc
+        child, decision_tags = check_decision(decision, self.name, self.router.n_children)
         self.metrics.routed(child)
         # The decision's tags go under this unit's id, so routers in one graph never collide.
         tags = {self.unit_id: decision_tags or {"route": child}}
         if self._has_tags:
-            tags = {**self._router_tags(), **tags}
+            tags = {**self.router_tags(), **tags}
             decision_tags = replies.UNCACHED  # tags() may change from call to call
         return replies.Routed(child, self.unit_id, tags, request.puid, self._router_metrics(), decision_tags)
 
     async def feedback(self, fb: Feedback) -> dict:
-        """Checks the feedback can be attributed, applies it, returns the reply meta."""
+        """Checks the feedback (all of it, first), applies it, then counts it: once the router
+        has applied it, nothing may fail the call, or a client's retry would apply it twice."""
         n = self.router.n_children
         if self.router.learns:
             if fb.routing is None:
-                raise BadRequest(f"response.meta.routing: no entry for unit {self.unit_id!r}; router "
+                raise BadRequest(f"response.meta.routing: no entry for unit {quote(self.unit_id)}; router "
                                  f"{self.name} learns and cannot attribute this reward to a child")
             if fb.routing < 0 or (n is not None and fb.routing >= n):
                 raise BadRequest(f"response.meta.routing.{self.unit_id}: {fb.routing} is not one of "
                                  f"this router's children (0..{'' if n is None else n - 1})")
+        elif fb.routing is not None and (fb.routing < -2 or (n is not None and fb.routing >= n)):
+            # No route this router could have made: refused, as it would label a metric series.
+            raise BadRequest(f"response.meta.routing.{self.unit_id}: {fb.routing} is not a route of this router "
+                             f"(-2..{'' if n is None else n - 1}: none, all, or one of its children)")
+        fb.request.features  # decoded for every router: a malformed tensor is a 400 before anything applies
         self.store.admit()  # a feedback the store cannot keep is refused before it changes anything
         try:
             result = self.router.learn(fb)
@@ -157,26 +115,24 @@ class DataPlane:
             raise
         except Exception as exc:
             log.exception("router %s failed in send_feedback", self.name)
-            raise RouterFailed(f"router {self.name} failed in send_feedback: {type(exc).__name__}: {exc}") from exc
-        self.metrics.fed_back(fb.routing, fb.reward)
-        return replies.reply_meta(fb.request.puid, self._router_tags(), None, self._router_metrics())
+            raise RouterFailed(f"router {self.name} failed in send_feedback: {type(exc).__name__}: "
+                               f"{clip(str(exc))}") from exc
+        return self._applied(fb)
 
-    def _check(self, decision) -> tuple[int, Any]:
-        tags = None
-        if type(decision) is Decision:
-            decision, tags = decision.child, decision.tags
-            if tags is not None and not isinstance(tags, Mapping):
-                raise RouterFailed(f"router {self.name} returned tags {tags!r}; Decision.tags must be a mapping")
-        if type(decision) is not int and (isinstance(decision, bool) or not isinstance(decision, numbers.Integral)):
-            raise RouterFailed(f"router {self.name} returned {decision!r} ({type(decision).__name__}); "
-                               "a route must be an integer")
-        child, n = int(decision), self.router.n_children
-        if child < -2 or (n is not None and child >= n):
-            valid = f"-2..{n - 1}" if n is not None else ">= -2"
-            raise RouterFailed(f"router {self.name} returned route {child}, outside {valid}")
-        return child, tags
+    def _applied(self, fb: Feedback) -> dict:
+        """Metrics and the reply of an applied feedback: a failure here is logged, never the
+        call's (the router's tags and metrics are then left out of the reply)."""
+        try:
+            self.metrics.fed_back(fb.routing, fb.reward if fb.reward_given else None, self.router.n_children)
+        except Exception:
+            log.exception("router %s: feedback applied, but recording its metrics failed", self.name)
+        try:
+            return replies.reply_meta(fb.request.puid, self.router_tags(), None, self._router_metrics())
+        except Exception:
+            log.exception("router %s: feedback applied, but its tags() or metrics() failed", self.name)
+            return replies.reply_meta(fb.request.puid, {})
 
-    def _router_tags(self) -> dict:
+    def router_tags(self) -> dict:
         if not self._has_tags:
             return {}
         tags = self.router.tags()
@@ -193,7 +149,7 @@ class DataPlane:
         if self.max_in_flight and self.in_flight >= self.max_in_flight:
             raise TooManyRequests(f"more than {self.max_in_flight} requests in flight; retry later")
 
-    async def _serve(self, endpoint: str, transport: str, decoded, act, encode):
+    async def serve(self, endpoint: str, transport: str, decoded, act, encode):
         """Runs one call: admission, timing, error counting. `decoded` is a thunk that
         decodes the input, `act` the dataplane step, `encode` makes the reply."""
         if not self.ready:
@@ -209,25 +165,25 @@ class DataPlane:
         except Exception as exc:  # a bug of ours: still a clean 500, never a dropped call
             log.exception("internal error in %s", endpoint)
             self.metrics.failed(endpoint, 500)
-            raise RouterFailed(f"internal error: {type(exc).__name__}: {exc}") from exc
+            raise RouterFailed(f"internal error: {type(exc).__name__}: {clip(str(exc))}") from exc
         finally:
             self.in_flight -= 1
             self.metrics.timer(endpoint, transport).observe(time.perf_counter() - start)
 
     def route_json(self, message: object, headers=None, path: str = "", query=None):
-        return self._serve("route", "rest", lambda: from_json.request(message, headers, path, query),
+        return self.serve("route", "rest", lambda: from_json.request(message, headers, path, query),
                            self.route, replies.route_json)
 
     def feedback_json(self, message: object, headers=None, path: str = "", query=None):
-        return self._serve("feedback", "rest", lambda: from_json.feedback(message, self.unit_id, headers, path, query),
+        return self.serve("feedback", "rest", lambda: from_json.feedback(message, self.unit_id, headers, path, query),
                            self.feedback, replies.message_json)
 
-    def route_proto(self, msg, headers=None, path: str = ""):
-        return self._serve("route", "grpc", lambda: from_proto.request(msg, headers, path), self.route,
+    def route_proto(self, msg, headers=None, path: str = "", query=None):
+        return self.serve("route", "grpc", lambda: from_proto.request(msg, headers, path, query), self.route,
                            self._proto_replies.route)
 
-    def feedback_proto(self, msg, headers=None, path: str = ""):
-        return self._serve("feedback", "grpc", lambda: from_proto.feedback(msg, self.unit_id, headers, path),
+    def feedback_proto(self, msg, headers=None, path: str = "", query=None):
+        return self.serve("feedback", "grpc", lambda: from_proto.feedback(msg, self.unit_id, headers, path, query),
                            self.feedback, replies.message_proto_bytes)
 
     # --- introspection -----------------------------------------------------------------
@@ -237,14 +193,16 @@ class DataPlane:
                               "store": self.store.describe(), "pid": os.getpid()})  # pid: which worker answered
 
     def metadata(self) -> dict:
-        init = _hook(self.router, "init_metadata")
-        if init is not None:
-            return init()
+        if self.router.has_hook("init_metadata"):
+            return self.router.init_metadata()
+        # custom values are strings, as Seldon's metadata schema (and SeldonModelMetadata) has them
+        n = self.router.n_children
         return {"name": self.name, "versions": [], "platform": "seldon-routers", "inputs": [], "outputs": [],
-                "custom": {"type": "ROUTER", "unit": self.unit_id,
-                           "n_children": self.router.n_children}}
+                "custom": {"type": "ROUTER", "unit": self.unit_id, "n_children": "" if n is None else str(n)}}
 
     def health_status(self) -> bytes:
-        hook = _hook(self.router, "health_status")
-        body = {"jsonData": hook()} if hook else {"status": {"status": 0, "code": 0, "info": "ok", "reason": ""}}
+        if self.router.has_hook("health_status"):
+            body = {"jsonData": self.router.health_status()}
+        else:
+            body = {"status": {"status": 0, "code": 0, "info": "ok", "reason": ""}}
         return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -14,7 +14,8 @@ from flask import Flask, Response, request
 
 from ..request import Headers
 from .dataplane import DataPlane
-from .rest import DEFAULT_MAX_BODY, ENDPOINTS, Call, handle, parse_query
+from .forwarded import DEFAULT_PATH_HEADER, header_name
+from .rest import DEFAULT_MAX_BODY, ENDPOINTS, Call, allowed, handle, parse_query
 
 
 class _LoopThread:
@@ -27,16 +28,21 @@ class _LoopThread:
 
 
 def create_app(router, unit_id: str = "0", app: Flask | None = None,
-               max_body_size: int = DEFAULT_MAX_BODY, url_prefix: str = "") -> Flask:
-    """Adds the router's endpoints to `app` (a new Flask app by default) and returns it."""
+               max_body_size: int = DEFAULT_MAX_BODY, url_prefix: str = "",
+               path_header: str = DEFAULT_PATH_HEADER) -> Flask:
+    """Adds the router's endpoints to `app` (a new Flask app by default) and returns it.
+    path_header: the header a gateway forwards the client's original path in ("" for none;
+    see server/forwarded.py)."""
     dp = router if isinstance(router, DataPlane) else DataPlane(router, unit_id)
     if not dp.ready:
         dp.load()
+    header = header_name(path_header, "path_header")
     loop = _LoopThread()
     if app is None:  # our own app: unknown paths and methods answer in Seldon's error JSON too
         app = Flask(__name__)
         for code in (404, 405):
-            app.register_error_handler(code, lambda exc: _reply(loop.run(handle(dp, _call(request.path)))))
+            app.register_error_handler(code, lambda exc: _reply(loop.run(handle(dp, _call(request.path))),
+                                                                allowed(request.path)))
 
     def view(path: str):
         def endpoint():
@@ -44,6 +50,8 @@ def create_app(router, unit_id: str = "0", app: Flask | None = None,
             body = request.stream.read(max_body_size + 1) if request.method != "GET" else b""
             call = _call(path)
             call.body = body
+            if header:
+                call.forwarded, call.path_header = tuple(request.headers.getlist(header)), header
             return _reply(loop.run(handle(dp, call) if len(body) <= max_body_size else _too_large(max_body_size)))
         return endpoint
 
@@ -58,9 +66,12 @@ def _call(path: str) -> Call:
                 parse_query(request.query_string.decode("latin-1")))
 
 
-def _reply(result) -> Response:
+def _reply(result, allow: str | None = None) -> Response:
     status, content_type, body = result
-    return Response(body, status=status, content_type=content_type)
+    response = Response(body, status=status, content_type=content_type)
+    if status == 405 and allow:
+        response.headers["Allow"] = allow
+    return response
 
 
 async def _too_large(limit: int):

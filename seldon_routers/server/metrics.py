@@ -7,11 +7,12 @@ combines across the live workers (its multiprocess_mode, ignored in one process)
 
 from __future__ import annotations
 
+import math
 import re
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
-from ..errors import RouterFailed
+from ..errors import RouterFailed, quote
 
 _CUSTOM_KINDS = {"COUNTER", "GAUGE", "TIMER"}
 # Workers: a router's own gauge shows the value last set by any live worker (prometheus_client
@@ -25,7 +26,9 @@ class Metrics:
         r = self.registry
         self._routes = Counter("seldon_router_routes", "Route decisions, by child.", ["child"], registry=r)
         self._feedback = Counter("seldon_router_feedback", "Feedback applied, by child.", ["child"], registry=r)
-        self._reward = Counter("seldon_router_reward", "Sum of rewards applied, by child.", ["child"], registry=r)
+        # A summary, not a counter: rewards may be negative (Gaussian bandits, lin-ucb, routers
+        # that do not learn), and a counter refuses to go down. _sum and _count by child.
+        self._reward = Summary("seldon_router_reward", "Rewards applied, by child.", ["child"], registry=r)
         self._errors = Counter("seldon_router_errors", "Rejected or failed calls.",
                                ["endpoint", "code"], registry=r)
         self._seconds = Histogram("seldon_router_request_seconds", "Time in the dataplane per call.",
@@ -43,6 +46,10 @@ class Metrics:
         self._cache: dict = {}
         self._custom: dict = {}
 
+    def histogram(self, name: str, documentation: str, buckets) -> Histogram:
+        """A router's own histogram in this unit's registry (see Router.register_metrics)."""
+        return Histogram(name, documentation, registry=self.registry, buckets=buckets)
+
     def _child(self, metric, child: int):
         key = (id(metric), child)
         found = self._cache.get(key)
@@ -53,11 +60,21 @@ class Metrics:
     def routed(self, child: int) -> None:
         self._child(self._routes, child).inc()
 
-    def fed_back(self, child, reward: float) -> None:
-        label = -1 if child is None else child
+    def fed_back(self, child, reward, n_children=None) -> None:
+        """One applied feedback for `child` (None: the response named none, which the executor
+        reads as -1), with its reward (None: it had none). Labels come from a bounded set: with
+        n_children known, the server refused any routing outside -2..n_children-1; without,
+        a child this router never routed to is counted as "other"."""
+        if child is None:
+            label = -1
+        elif child in (-1, -2) or (0 <= child < n_children if n_children is not None
+                                   else (id(self._routes), child) in self._cache):  # routed to it
+            label = child
+        else:
+            label = "other"
         self._child(self._feedback, label).inc()
-        if reward:
-            self._child(self._reward, label).inc(reward)
+        if reward is not None:
+            self._child(self._reward, label).observe(reward)
 
     def state_synced(self, seconds, buffered: int, up: bool) -> None:
         if seconds is not None:
@@ -70,11 +87,6 @@ class Metrics:
 
     def failed(self, endpoint: str, code: int) -> None:
         self._errors.labels(endpoint=endpoint, code=str(code)).inc()
-
-    def histogram(self, name: str, documentation: str, buckets):
-        """A histogram of the router's own in this unit's registry (Router.register_metrics):
-        the router observes values on it without importing prometheus_client."""
-        return Histogram(name, documentation, registry=self.registry, buckets=tuple(buckets))
 
     def timer(self, endpoint: str, transport: str):
         key = (endpoint, transport)
@@ -91,16 +103,24 @@ class Metrics:
             if not isinstance(m, dict) or m.get("type") not in _CUSTOM_KINDS or "key" not in m \
                     or not isinstance(m.get("value"), (int, float)) or isinstance(m.get("value"), bool):
                 raise RouterFailed(f"metrics(): each item needs type COUNTER|GAUGE|TIMER, key and a "
-                                   f"numeric value, got {m!r}")
+                                   f"numeric value, got {quote(m)}")
+            if m["type"] == "COUNTER" and not (m["value"] >= 0 and math.isfinite(m["value"])):
+                # prometheus_client raises ValueError on a negative increment: a 500 naming nothing
+                raise RouterFailed(f"metrics(): COUNTER {quote(m['key'])} must add a finite amount >= 0, "
+                                   f"got {quote(m['value'])}")
             name = "seldon_router_custom_" + re.sub(r"[^a-zA-Z0-9_]", "_", str(m["key"]))
             metric = self._custom.get(name)
             if metric is not None and metric[0] != m["type"]:
-                raise RouterFailed(f"metrics(): key {m['key']!r} changed type to {m['type']}")
+                raise RouterFailed(f"metrics(): key {quote(m['key'])} changed type to {m['type']}")
             metric = metric and metric[1]
             if metric is None:
                 kind = {"COUNTER": Counter, "GAUGE": Gauge, "TIMER": Histogram}[m["type"]]
                 extra = {"multiprocess_mode": _LAST_SET} if kind is Gauge else {}
-                metric = kind(name, f"Custom metric {m['key']} from the router.", registry=self.registry, **extra)
+                try:
+                    metric = kind(name, f"Custom metric {m['key']} from the router.", registry=self.registry,
+                                  **extra)
+                except ValueError as exc:  # a name taken: "a" (a COUNTER's a_total) and "a_total"
+                    raise RouterFailed(f"metrics(): key {quote(m['key'])}: {exc}") from None
                 self._custom[name] = (m["type"], metric)
             if m["type"] == "COUNTER":
                 metric.inc(m["value"])

@@ -1,9 +1,15 @@
 """REST: Seldon's endpoints as a bare ASGI app (uvicorn), each handler a few lines into the
-dataplane. server/flask.py mounts the same handlers in a Flask app."""
+dataplane. server/flask.py mounts the same handlers in a Flask app.
+
+ENDPOINTS is every path and method Seldon's wrapper serves for a router unit, plus /live,
+/ready and /state; openapi/seldon.json (served at /seldon.json) describes exactly these.
+HEAD is answered wherever GET is, OPTIONS on every endpoint (200, with `Allow`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
 from typing import Mapping
 from urllib.parse import parse_qs
 
@@ -11,6 +17,7 @@ from urllib.parse import parse_qs
 from ..codec import from_json, replies
 from ..errors import MethodNotAllowed, NotFound, NotReady, PayloadTooLarge, RouterError
 from ..request import Headers
+from . import forwarded, unit_calls
 from .dataplane import DataPlane
 
 JSON = "application/json"
@@ -28,16 +35,53 @@ class Call:
     content_type: str = ""
     headers: Mapping = field(default_factory=Headers)
     query: dict = field(default_factory=dict)
+    # The values of the --path-header header on this call (server/forwarded.py), and its name.
+    forwarded: tuple = ()
+    path_header: str = ""
+
+    def request_url(self) -> tuple[str, dict]:
+        """The path and query a router sees: the client's original ones when forwarded."""
+        return forwarded.resolve(self.forwarded, self.path_header, self.path, self.query)
+
+
+def _body(call: Call):
+    return from_json.load_body(call.body, call.content_type, call.query)
 
 
 async def _route(dp: DataPlane, call: Call):
-    message = from_json.load_body(call.body, call.content_type, call.query)
-    return 200, JSON, await dp.route_json(message, call.headers, call.path, call.query)
+    path, query = call.request_url()
+    return 200, JSON, await dp.route_json(_body(call), call.headers, path, query)
 
 
 async def _feedback(dp: DataPlane, call: Call):
-    message = from_json.load_body(call.body, call.content_type, call.query)
-    return 200, JSON, await dp.feedback_json(message, call.headers, call.path, call.query)
+    path, query = call.request_url()
+    return 200, JSON, await dp.feedback_json(_body(call), call.headers, path, query)
+
+
+async def _predict(dp: DataPlane, call: Call):
+    return 200, JSON, await unit_calls.predict_json(dp, _body(call))
+
+
+async def _transform_input(dp: DataPlane, call: Call):
+    return 200, JSON, await unit_calls.transform_json(dp, "transform-input", _body(call))
+
+
+async def _transform_output(dp: DataPlane, call: Call):
+    return 200, JSON, await unit_calls.transform_json(dp, "transform-output", _body(call))
+
+
+async def _aggregate(dp: DataPlane, call: Call):
+    return 200, JSON, await unit_calls.aggregate_json(dp, _body(call))
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> bytes:
+    """openapi/seldon.json, shipped as package data (setup.cfg), read on first use."""
+    return resources.files(__package__).joinpath("openapi", "seldon.json").read_bytes()
+
+
+async def _openapi(dp, call):
+    return 200, JSON, openapi_document()
 
 
 async def _ping(dp, call):
@@ -68,14 +112,23 @@ async def _state(dp, call):
     return 200, JSON, dp.state_json()
 
 
+_PREDICT = ({"POST"}, _predict)
 _FEEDBACK = ({"POST"}, _feedback)
 _HEALTH = ({"GET"}, _health_status)
 _METADATA = ({"GET"}, _metadata)
+# Path -> (methods, handler), as Seldon's wrapper registers them (wrapper.py, 1.18.2).
 ENDPOINTS = {
+    "/seldon.json": ({"GET"}, _openapi),
+    "/predict": ({"POST", "GET"}, _predict),
+    "/api/v1.0/predictions": _PREDICT,
+    "/api/v0.1/predictions": _PREDICT,
     "/route": ({"POST", "GET"}, _route),
-    "/send-feedback": _FEEDBACK,
+    "/send-feedback": ({"POST", "GET"}, _feedback),
     "/api/v1.0/feedback": _FEEDBACK,
     "/api/v0.1/feedback": _FEEDBACK,
+    "/transform-input": ({"POST", "GET"}, _transform_input),
+    "/transform-output": ({"POST", "GET"}, _transform_output),
+    "/aggregate": ({"POST", "GET"}, _aggregate),
     "/health/ping": ({"GET"}, _ping),
     "/health/status": _HEALTH,
     "/api/v1.0/health/status": _HEALTH,
@@ -91,13 +144,28 @@ def parse_query(raw: str) -> dict:
     return parse_qs(raw, keep_blank_values=True) if raw else {}
 
 
+def _entry(path: str):
+    return ENDPOINTS.get(path) or ENDPOINTS.get(path.rstrip("/") or "/")
+
+
+def allowed(path: str) -> str | None:
+    """The `Allow` header of an endpoint (None for an unknown path)."""
+    entry = _entry(path)
+    if entry is None:
+        return None
+    methods = set(entry[0]) | {"OPTIONS"} | ({"HEAD"} if "GET" in entry[0] else set())
+    return ", ".join(sorted(methods))
+
+
 async def handle(dp: DataPlane, call: Call) -> tuple[int, str, bytes]:
     """Dispatches one call; every error becomes Seldon's status JSON with its HTTP code."""
     try:
-        entry = ENDPOINTS.get(call.path) or ENDPOINTS.get(call.path.rstrip("/") or "/")
+        entry = _entry(call.path)
         if entry is None:
             raise NotFound(f"no endpoint {call.path}; see /route, /send-feedback, /health/ping")
         methods, handler = entry
+        if call.method == "OPTIONS":  # as Flask answers it for the wrapper: the methods, in Allow
+            return 200, "text/plain", b""
         if call.method not in methods and not (call.method == "HEAD" and "GET" in methods):
             raise MethodNotAllowed(f"{call.method} is not allowed on {call.path}; use {' or '.join(sorted(methods))}")
         return await handler(dp, call)
@@ -108,9 +176,12 @@ async def handle(dp: DataPlane, call: Call) -> tuple[int, str, bytes]:
 class RestApp:
     """The ASGI application: reads the body (bounded), calls `handle`, writes the reply."""
 
-    def __init__(self, dp: DataPlane, max_body_size: int = DEFAULT_MAX_BODY):
+    def __init__(self, dp: DataPlane, max_body_size: int = DEFAULT_MAX_BODY,
+                 path_header: str = forwarded.DEFAULT_PATH_HEADER):
         self.dp = dp
         self.max_body_size = max_body_size
+        self.path_header = forwarded.header_name(path_header, "path_header")
+        self._path_header = self.path_header.encode("latin-1") if self.path_header else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -118,23 +189,30 @@ class RestApp:
         if scope["type"] != "http":
             return
         content_type = content_length = b""
+        original = ()
         for name, value in scope["headers"]:  # ASGI gives lower-case names
             if name == b"content-type":
                 content_type = value
             elif name == b"content-length":
                 content_length = value
+            elif name == self._path_header:
+                original += (value,)
         raw_query = scope["query_string"]
         query = parse_query(raw_query.decode("latin-1")) if raw_query else {}
         try:
             body = await self._body(content_length, receive)
             call = Call(scope["method"], scope["path"], body, content_type.decode("latin-1"),
-                        Headers(scope["headers"]), query)
+                        Headers(scope["headers"]), query, original, self.path_header)
             status, content_type, reply = await handle(self.dp, call)
         except PayloadTooLarge as exc:
             status, content_type, reply = exc.http_status, JSON, replies.error_json(exc.message, exc.reason)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", _TYPES.get(content_type) or content_type.encode()),
-                                (b"content-length", str(len(reply)).encode())]})
+        headers = [(b"content-type", _TYPES.get(content_type) or content_type.encode()),
+                   (b"content-length", str(len(reply)).encode())]
+        if status == 405 or scope["method"] == "OPTIONS":
+            allow = allowed(scope["path"])
+            if allow:
+                headers.append((b"allow", allow.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": reply})
 
     async def _body(self, declared: bytes, receive) -> bytes:
@@ -171,4 +249,4 @@ async def _lifespan(receive, send):
             return
 
 
-__all__ = ["RestApp", "Call", "handle", "ENDPOINTS"]
+__all__ = ["RestApp", "Call", "handle", "allowed", "ENDPOINTS"]

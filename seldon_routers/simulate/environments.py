@@ -30,6 +30,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import ConfigError
+from ..routers._params import integer, number, positive_int
 
 # Domain tags, so the reward draws, the policies' seeds and a problem instance drawn from
 # the same --seed never share a random stream.
@@ -182,9 +183,7 @@ class Bernoulli(Environment):
 class Gaussian(Environment):
     def __init__(self, means, sigma: float = 1.0, shuffle: bool = False):
         self.means = _check_means(means, "--means", unit=False)
-        if not (sigma > 0 and math.isfinite(sigma)):
-            raise ConfigError(f"--sigma: must be > 0, got {sigma!r}")
-        self.sigma = float(sigma)
+        self.sigma = number(sigma, "--sigma", 0.0, lo_open=True)
         self.n_arms = len(self.means)
         self.shuffle = shuffle
 
@@ -214,8 +213,7 @@ class Drift(Environment):
         self.drifted = _check_means(drifted_means, "--drifted-means", unit=True)
         if len(self.drifted) != len(self.means):
             raise ConfigError(f"--drifted-means: {len(self.drifted)} means for {len(self.means)} arms")
-        if isinstance(at, bool) or not isinstance(at, int) or at < 1:
-            raise ConfigError(f"--drift-at: must be a step >= 1, got {at!r}")
+        positive_int(at, "--drift-at")
         self.at = at
         self.n_arms = len(self.means)
 
@@ -242,10 +240,8 @@ class Contextual(Environment):
     contextual = True
 
     def __init__(self, arms: int, dim: int, seed: int = 0):
-        if isinstance(arms, bool) or not isinstance(arms, int) or arms < 2:
-            raise ConfigError(f"--arms: need at least 2 arms, got {arms!r}")
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ConfigError(f"--dim: must be >= 1, got {dim!r}")
+        integer(arms, "--arms (at least 2 arms)", 2)
+        positive_int(dim, "--dim")
         self.n_arms, self.dim = arms, dim
         self.theta = np.random.default_rng([_INSTANCE, seed]).random((arms, dim))
 
@@ -263,8 +259,6 @@ class Contextual(Environment):
 
 def shorthand_means(arms: int, best: float, gap: float) -> list[float]:
     """Chapelle & Li's setting: arm 0 at `best`, the other arms-1 at best - gap."""
-    if isinstance(arms, bool) or not isinstance(arms, int) or arms < 2:
-        raise ConfigError(f"--arms: need at least 2 arms, got {arms!r}")
-    if not gap > 0:
-        raise ConfigError(f"--gap: must be > 0, got {gap!r}")
+    integer(arms, "--arms (at least 2 arms)", 2)
+    number(gap, "--gap", 0.0, lo_open=True)
     return [best] + [best - gap] * (arms - 1)

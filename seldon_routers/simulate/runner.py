@@ -25,6 +25,7 @@ import numpy as np
 from .. import params as _params
 from .. import registry
 from ..errors import ConfigError, RouterError, RouterFailed
+from ..routers._params import positive_int
 from .environments import Environment, Stream, policy_seed
 
 CHUNK = 4096  # steps handed to the Python loop at a time (and the progress granularity)
@@ -219,14 +220,8 @@ def simulate(env: Environment, policies: Sequence[Policy], horizon: int, repetit
     `jobs > 1` runs (policy, repetition) pairs in that many worker processes; every run
     depends on (seed, repetition) only, so the result is the same either way.
     `progress(n)` is called with the number of steps done since its last call."""
-    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-        raise ConfigError(f"--horizon: must be an integer >= 1, got {horizon!r}")
-    if isinstance(repetitions, bool) or not isinstance(repetitions, int) or repetitions < 1:
-        raise ConfigError(f"--repetitions: must be an integer >= 1, got {repetitions!r}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ConfigError(f"--batch: must be an integer >= 1, got {batch!r}")
-    if jobs < 1:
-        raise ConfigError(f"--jobs: must be >= 1, got {jobs!r}")
+    for flag, value in (("--horizon", horizon), ("--repetitions", repetitions), ("--batch", batch), ("--jobs", jobs)):
+        positive_int(value, flag)
     if not policies:
         raise ConfigError("policies: give at least one")
     env.check(horizon)

@@ -13,25 +13,18 @@ import threading
 import time
 
 from ..errors import ConfigError
+from ..adapter import class_name
+from ..routers._params import number
 from . import Store, StoreOptions
 
 log = logging.getLogger("seldon_routers")
-
-
-def _restores(router) -> bool:
-    from ..router import Router
-
-    own = getattr(router, "inner", router)  # a plain Seldon-style class served as is
-    method = getattr(type(own), "load_state", None)
-    return method is not None and method is not Router.load_state
 
 
 class FileStore(Store):
     kind = "file"
 
     def __init__(self, path: str, options: StoreOptions):
-        if not options.snapshot_interval > 0:
-            raise ConfigError(f"--snapshot-interval: must be > 0, got {options.snapshot_interval}")
+        number(options.snapshot_interval, "--snapshot-interval", 0.0, lo_open=True)
         self.path = os.path.abspath(path)
         self.options = options
         self._written = b""
@@ -44,12 +37,11 @@ class FileStore(Store):
 
     async def start(self, router, metrics=None, unit_id: str = "0") -> None:
         self.router = router
-        own = getattr(router, "inner", router)
-        if not _restores(router):
-            raise ConfigError(f"--state file: {type(own).__name__} keeps no state to restore (it defines no "
+        if not router.restores:
+            raise ConfigError(f"--state file: {class_name(router)} keeps no state to restore (it defines no "
                               "load_state); serve it with --state memory")
         if os.path.exists(self.path):
-            self._restore(own)
+            self._restore(router)
         for stale in glob.glob(glob.escape(self.path) + ".tmp-*"):  # a write cut short by a SIGKILL
             os.unlink(stale)
         directory = os.path.dirname(self.path)

@@ -17,58 +17,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import threading
 import time
 import uuid
 from collections import deque
 
+from ..additive import AdditiveState
 from ..errors import ConfigError, StoreUnavailable
+from ..adapter import class_name
+from ..routers._params import number, positive_int
 from . import Store, StoreOptions
+from .redis_keys import APPLY, KEY_VERSION, SEED, default_namespace, unit_keys
 
 log = logging.getLogger("seldon_routers")
 
 MAX_BATCH = 2_000  # increments per script call: keeps one call short for Redis' single thread
 NO_PUID_TTL = 3_600  # seconds a random id is kept: long enough for any retry
-KEY_VERSION = 1
-
-# KEYS[1]: the statistics hash; KEYS[2]: the prefix of the seen-ids keys. ARGV: per
-# increment: id, ttl, number of fields, then field/amount pairs. Returns how many applied.
-APPLY = """
-local i, applied = 1, 0
-while i <= #ARGV do
-  local id, ttl, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
-  if redis.call('SET', KEYS[2] .. id, '1', 'NX', 'EX', ttl) then
-    applied = applied + 1
-    for j = i, i + 2 * n - 1, 2 do
-      redis.call('HINCRBYFLOAT', KEYS[1], ARGV[j], ARGV[j + 1])
-    end
-  else
-    redis.call('HINCRBY', KEYS[1], 'duplicates.0', 1)
-  end
-  i = i + 2 * n
-end
-return applied
-"""
-
-
-# KEYS[1]: meta, KEYS[2]: stats. ARGV: number of meta fields, then meta pairs, then stats
-# pairs. Claims an empty namespace, adding the seed to any sums already there (increments
-# applied since it was emptied); returns 0 if it holds state already.
-SEED = """
-local n = tonumber(ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for i = 2, 2 * n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-for i = 2 * n + 2, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[2], ARGV[i], ARGV[i + 1]) end
-return 1
-"""
-
-
-def default_namespace(unit_id: str) -> str:
-    """Seldon's identity of a unit: deployment, predictor, unit (as its executor sets them)."""
-    return ":".join((os.environ.get("SELDON_DEPLOYMENT_ID", "default"), os.environ.get("PREDICTOR_ID", "default"),
-                     unit_id))
 
 
 class RedisStore(Store):
@@ -80,9 +44,8 @@ class RedisStore(Store):
             import redis.asyncio  # noqa: F401  (the redis extra)
         except ImportError:
             raise ConfigError("--state redis: needs the redis extra: pip install 'seldon-routers[redis]'") from None
-        for field, value in (("--sync-interval", options.sync_interval), ("--state-buffer", options.buffer)):
-            if not value > 0:
-                raise ConfigError(f"{field}: must be > 0, got {value}")
+        number(options.sync_interval, "--sync-interval", 0.0, lo_open=True)
+        positive_int(options.buffer, "--state-buffer")
         self.url, self.options, self.required = url, options, options.required
         self.namespace = options.namespace
         self._pending: deque = deque()  # (id, ttl, delta), applied locally, not yet in Redis
@@ -101,24 +64,21 @@ class RedisStore(Store):
         import redis.asyncio as aioredis
 
         self.router, self.metrics = router, metrics
-        own = getattr(router, "inner", router)
-        for hook in ("stats", "set_stats", "share_updates"):
-            if not callable(getattr(own, hook, None)):
-                raise ConfigError(f"--state redis: {type(own).__name__} has no additive state to share "
-                                  f"(it defines no {hook}); serve it with --state memory or file:PATH")
-        reason = own.not_additive() if callable(getattr(own, "not_additive", None)) else None
+        own = router
+        if not isinstance(own, AdditiveState):
+            raise ConfigError(f"--state redis: {class_name(own)} has no additive state to share (it is no "
+                              "seldon_routers.AdditiveState); serve it with --state memory or file:PATH")
+        reason = own.not_additive()
         if reason:
             raise ConfigError(f"--state redis: cannot share this router's state: {reason}. "
                               "Use --state file:PATH, or drop that parameter")
         self.own = own
         self.schema = {name: len(values) for name, values in own.stats().items()}
         ns = self.namespace or default_namespace(unit_id)
-        # One hash tag: every key of a unit lives in one Redis Cluster slot (the script needs that).
-        prefix = f"seldon-router:{{{ns}}}"
-        self.keys = {"stats": f"{prefix}:stats", "meta": f"{prefix}:meta", "seen": f"{prefix}:seen:"}
-        self.identity = {"version": str(KEY_VERSION), "policy": getattr(own, "name", type(own).__name__),
-                         "arms": json.dumps(list(getattr(own, "branch_names", []))),
-                         "schema": json.dumps(self.schema, sort_keys=True)}
+        self.keys = unit_keys(ns)
+        identity = own.state_identity()
+        self.identity = {"version": str(KEY_VERSION), "policy": str(identity["policy"]),
+                         "arms": json.dumps(identity["arms"]), "schema": json.dumps(self.schema, sort_keys=True)}
         self._routes_base = [0.0] * self.schema.get("routes", 0)
         self._loop, self._thread = asyncio.get_running_loop(), threading.get_ident()
         self._wake = asyncio.Event()
@@ -241,9 +201,9 @@ class RedisStore(Store):
         make the local copy those sums plus what is still unsent."""
         own = self.own
         if self._routes_base:
-            unsent = {i: r - b for i, (r, b) in enumerate(zip(own.routes, self._routes_base)) if r != b}
+            unsent = {i: r - b for i, (r, b) in enumerate(zip(own.route_counts(), self._routes_base)) if r != b}
             if unsent and self.up:  # while down they stay counted locally: no buffer slot per retry
-                self._routes_base = [float(r) for r in own.routes]
+                self._routes_base = [float(r) for r in own.route_counts()]
                 self._pending.append((f"r:{uuid.uuid4().hex}", NO_PUID_TTL, {"routes": unsent}))
                 self._seq += 1
         batch = [self._pending[i] for i in range(min(len(self._pending), MAX_BATCH))]
@@ -280,7 +240,7 @@ class RedisStore(Store):
         def unsent():  # under the router's lock: increments Redis has not seen yet
             out = [delta for _, _, delta in self._pending]
             if self._routes_base:  # routes counted since this sync began stay counted
-                routes_since.update({i: r - b for i, (r, b) in enumerate(zip(own.routes, self._routes_base))
+                routes_since.update({i: r - b for i, (r, b) in enumerate(zip(own.route_counts(), self._routes_base))
                                      if r != b})
                 out.append({"routes": routes_since})
             return out
@@ -288,7 +248,7 @@ class RedisStore(Store):
         own.set_stats(totals, unsent)
         self._last_totals = totals
         if self._routes_base:
-            self._routes_base = [float(r) - routes_since.get(i, 0.0) for i, r in enumerate(own.routes)]
+            self._routes_base = [float(r) - routes_since.get(i, 0.0) for i, r in enumerate(own.route_counts())]
         if not self.up:
             log.info("state store %s reachable: %d buffered feedbacks flushed", self.url, len(batch))
         self.up = True
@@ -326,7 +286,7 @@ class RedisStore(Store):
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         for _ in range(3):  # a last flush of what is buffered
-            if not self._pending and not any(r != b for r, b in zip(self.own.routes, self._routes_base)):
+            if not self._pending and not any(r != b for r, b in zip(self.own.route_counts(), self._routes_base)):
                 break
             try:
                 await self._sync()

@@ -184,3 +184,42 @@ def test_missing_reward_reads_zero_and_says_so():
 def test_bad_rewards_are_refused_with_the_field_named(reward):
     with pytest.raises(BadRequest, match="reward"):
         from_json.feedback({"reward": reward}, "r")
+
+
+@pytest.mark.parametrize("data", [
+    {"tensor": {"shape": [3], "values": [1.0]}},
+    {"tftensor": {"dtype": "DT_FLOAT", "tensorShape": {"dim": [{"size": "3"}]}, "floatVal": [1, 2]}},
+], ids=["tensor", "tftensor"])
+def test_both_decoders_name_a_feedbacks_request_and_truth_alike(data):
+    """The protobuf decoder said data.tensor for a feedback's request (its default field)."""
+    for part in ("request", "truth"):
+        body = {part: {"data": data}, "reward": 1}
+        errors = []
+        proto = json_format.ParseDict(body, pb.Feedback())
+        for decode, message in ((from_json.feedback, body), (from_proto.feedback, proto)):
+            with pytest.raises(BadRequest) as exc:
+                decoded = decode(message, "u")
+                decoded.request.features
+            errors.append(exc.value.message)
+        kind = next(iter(data))
+        assert errors[0].startswith(f"{part}.data.{kind}") and errors[1].startswith(f"{part}.data.{kind}"), errors
+
+
+DEEP_OBJECT = orjson.loads(b'{"a": ' * 900 + b"1" + b"}" * 900)
+
+
+@pytest.mark.parametrize("message, field", [
+    ({"customData": {"@type": "type.googleapis.com/google.protobuf.Struct", "value": DEEP_OBJECT}}, "customData"),
+    ({"data": {"tftensor": {"dtype": "DT_FLOAT", "floatVal": DEEP_OBJECT}}}, "data.tftensor"),
+    ({"data": {"tftensor": {"dtype": "DT_FLOAT", "tensorShape": DEEP_OBJECT}}}, "data.tftensor"),
+], ids=["customData", "tftensor-values", "tftensor-shape"])
+def test_json_format_never_sees_a_value_nested_past_the_limit(message, field):
+    """json_format recursed into these and its ParseError quoted them: a RecursionError."""
+    with pytest.raises(BadRequest, match=f"^{field}: nested deeper than 64 levels"):
+        from_json.request(message).features
+
+
+def test_a_library_message_quoting_the_value_is_cut_short():
+    with pytest.raises(BadRequest) as exc:
+        from_json.request({"data": {"tftensor": {"dtype": "DT_FLOAT", "floatVal": "y" * 100_000}}}).features
+    assert exc.value.message.startswith("data.tftensor: Failed to parse floatVal") and len(exc.value.message) < 300

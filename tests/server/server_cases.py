@@ -31,12 +31,12 @@ def router_env() -> dict:
     return {"PYTHONPATH": path}
 
 
-def serve(*args: str, attempts: int = 3) -> servers.RouterProcess:
+def serve(*args: str, attempts: int = 3, env: dict | None = None) -> servers.RouterProcess:
     """`seldon-router serve ARGS` on free ports; retried, since a port picked free can be
-    taken by another process before the server binds it."""
+    taken by another process before the server binds it. env: instead of router_env()."""
     for attempt in range(attempts):
         try:
-            return servers.start_router(*args, env=router_env(), cwd=str(REPO))
+            return servers.start_router(*args, env=env or router_env(), cwd=str(REPO))
         except (RuntimeError, TimeoutError):
             if attempt == attempts - 1:
                 raise

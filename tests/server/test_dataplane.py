@@ -88,7 +88,8 @@ def test_feedback_is_attributed_by_the_units_routing_and_counted():
     assert json.loads(run(dp.feedback_json(message))) == {"meta": {}}
     assert router.learned == [(2, 0.5)]
     assert sample(dp, "seldon_router_feedback_total", child=2) == 1
-    assert sample(dp, "seldon_router_reward_total", child=2) == 0.5
+    assert sample(dp, "seldon_router_reward_sum", child=2) == 0.5
+    assert sample(dp, "seldon_router_reward_count", child=2) == 1
 
 
 @pytest.mark.parametrize("routing,names", [(None, (f"no entry for unit {UNIT!r}",)), (3, ("not one of", "0..2")),
@@ -196,5 +197,5 @@ def test_state_metadata_and_health_describe_the_unit():
     state = json.loads(dp.state_json())
     assert isinstance(state.pop("pid"), int)
     assert state == {"router": "second", "unit": UNIT, "state": {}, "store": {"kind": "memory"}}
-    assert dp.metadata()["custom"] == {"type": "ROUTER", "unit": UNIT, "n_children": 3}
+    assert dp.metadata()["custom"] == {"type": "ROUTER", "unit": UNIT, "n_children": "3"}  # strings, as Seldon's
     assert json.loads(dp.health_status())["status"]["status"] == 0

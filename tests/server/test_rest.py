@@ -156,7 +156,7 @@ def test_metadata(rest, path):
     assert r.status_code == 200
     body = r.json()
     assert body["name"] == "echo"  # EchoRouter.name: shown in metadata whichever way it is served
-    assert body["custom"] == {"type": "ROUTER", "unit": ECHO_UNIT, "n_children": 2}
+    assert body["custom"] == {"type": "ROUTER", "unit": ECHO_UNIT, "n_children": "2"}  # strings, as Seldon's schema
 
 
 def test_live_ready_state(rest):
@@ -227,7 +227,7 @@ def test_unknown_path(rest, path):
 
 
 @pytest.mark.parametrize("method,path", [
-    ("GET", "/send-feedback"), ("GET", "/api/v1.0/feedback"), ("PUT", "/route"), ("DELETE", "/route"),
+    ("GET", "/api/v0.1/feedback"), ("GET", "/api/v1.0/feedback"), ("PUT", "/route"), ("DELETE", "/route"),
     ("POST", "/health/ping"), ("POST", "/metadata"), ("POST", "/state"), ("PATCH", "/ready"),
 ])
 def test_wrong_method(rest, method, path):

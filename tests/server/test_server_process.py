@@ -65,8 +65,10 @@ def test_metrics_count_routes_feedback_and_errors(process, process_channel):
                                                                               child=0) + 3
     assert after.value("seldon_router_feedback_total", child=1) == before.value(
         "seldon_router_feedback_total", child=1) + 1
-    assert after.value("seldon_router_reward_total", child=1) == pytest.approx(before.value(
-        "seldon_router_reward_total", child=1) + 0.5)
+    assert after.value("seldon_router_reward_sum", child=1) == pytest.approx(before.value(
+        "seldon_router_reward_sum", child=1) + 0.5)
+    assert after.value("seldon_router_reward_count", child=1) == before.value(
+        "seldon_router_reward_count", child=1) + 1
     assert after.value("seldon_router_errors_total", endpoint="route", code=400) == before.value(
         "seldon_router_errors_total", endpoint="route", code=400) + 1
     for transport in ("rest", "grpc"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
-from ...errors import ConfigError
 from ...request import Request
+from .._params import fraction
 from .base import Bandit
 
 
@@ -25,12 +25,8 @@ class EpsilonGreedy(Bandit):
                  discount: Optional[float] = None, window: Optional[int] = None, min_share: Optional[float] = None,
                  max_share: Optional[float] = None, dedupe: int = 100_000):
         super().__init__(n_branches, branch_names, seed, discount, window, min_share, max_share, dedupe)
-        for field, value in (("epsilon", epsilon), ("epsilon_min", epsilon_min)):
-            if not 0 <= value <= 1:
-                raise ConfigError(f"{field}: must be within [0, 1], got {value!r}")
-        if not 0 < epsilon_decay <= 1:
-            raise ConfigError(f"epsilon_decay: must be within (0, 1], got {epsilon_decay!r}")
-        self.epsilon, self.epsilon_decay, self.epsilon_min = float(epsilon), float(epsilon_decay), float(epsilon_min)
+        self.epsilon, self.epsilon_min = fraction(epsilon, "epsilon"), fraction(epsilon_min, "epsilon_min")
+        self.epsilon_decay = fraction(epsilon_decay, "epsilon_decay", lo_open=True)
         self._greedy = list(range(self.n_children))  # arms tied for the best mean, kept current
         self._means = [0.0] * self.n_children
         self._best = 0.0

@@ -8,6 +8,7 @@ import numpy as np
 
 from ...errors import BadRequest, ConfigError
 from ...request import Request
+from .._params import number, optional, positive_int
 from .base import Bandit
 
 
@@ -30,14 +31,8 @@ class LinUCB(Bandit):
                  branch_names: Union[str, list, None] = None, min_share: Optional[float] = None,
                  max_share: Optional[float] = None, dedupe: int = 100_000):
         super().__init__(n_branches, branch_names, seed, None, None, min_share, max_share, dedupe)
-        if not alpha >= 0:
-            raise ConfigError(f"alpha: must be >= 0, got {alpha!r}")
-        if not ridge > 0:
-            raise ConfigError(f"ridge: must be > 0, got {ridge!r}")
-        if n_features is not None and n_features < 1:
-            raise ConfigError(f"n_features: must be >= 1, got {n_features!r}")
-        self.alpha, self.ridge = float(alpha), float(ridge)
-        self.n_features = n_features
+        self.alpha, self.ridge = number(alpha, "alpha", 0.0), number(ridge, "ridge", 0.0, lo_open=True)
+        self.n_features = n_features = optional(positive_int, n_features, "n_features")
         if n_features:
             self._init_model(n_features)
 

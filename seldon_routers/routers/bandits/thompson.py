@@ -10,6 +10,7 @@ import numpy as np
 
 from ...errors import ConfigError
 from ...request import Request
+from .._params import choice, number
 from .base import Bandit
 
 # Beta draws are made ahead, BLOCK routes at a time, in one numpy call (numpy charges
@@ -41,17 +42,13 @@ class ThompsonSampling(Bandit):
                  seed: Optional[int] = None, branch_names: Union[str, list, None] = None,
                  discount: Optional[float] = None, window: Optional[int] = None, min_share: Optional[float] = None,
                  max_share: Optional[float] = None, dedupe: int = 100_000):
-        if reward_model not in ("bernoulli", "gaussian"):
-            raise ConfigError(f"reward_model: must be bernoulli or gaussian, got {reward_model!r}")
-        if reward_model == "gaussian":
+        if choice(reward_model, "reward_model", ("bernoulli", "gaussian")) == "gaussian":
             self.reward_range = None
         super().__init__(n_branches, branch_names, seed, discount, window, min_share, max_share, dedupe)
-        for field, value in (("prior_alpha", prior_alpha), ("prior_beta", prior_beta),
-                             ("prior_variance", prior_variance)):
-            if not value > 0:
-                raise ConfigError(f"{field}: must be > 0, got {value!r}")
         self.reward_model = reward_model
-        self.prior_alpha, self.prior_beta, self.prior_variance = float(prior_alpha), float(prior_beta), float(prior_variance)
+        self.prior_alpha, self.prior_beta, self.prior_variance = (
+            number(value, field, 0.0, lo_open=True) for field, value in
+            (("prior_alpha", prior_alpha), ("prior_beta", prior_beta), ("prior_variance", prior_variance)))
         k = self.n_children
         self.squares = [0.0] * k  # sum of reward^2 * rows (gaussian)
         self._propensity = [1.0 / k] * k
@@ -148,14 +145,6 @@ class ThompsonSampling(Bandit):
         for i in self._stale:
             sample[i] = self.rng.beta(self._a[i], self._b[i])
         return int(sample.argmax())
-
-    def route(self, features, feature_names, **kwargs) -> int:
-        if self.reward_range is None or self.min_share or self.max_share is not None:
-            return super().route(features, feature_names, **kwargs)
-        with self.lock:  # Seldon's entry point, Bernoulli without guard rails: no tags to make
-            arm = self._bernoulli_arm()
-            self.routes[arm] += 1
-        return arm
 
     def choose_probability(self, request: Request, arm: int) -> float:
         if self._untried:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Optional, Union
 
-from ...errors import ConfigError
 from ...request import Request
+from .._params import number
 from .base import Bandit
 
 
@@ -22,9 +22,7 @@ class UCB1(Bandit):
                  window: Optional[int] = None, min_share: Optional[float] = None, max_share: Optional[float] = None,
                  dedupe: int = 100_000):
         super().__init__(n_branches, branch_names, seed, discount, window, min_share, max_share, dedupe)
-        if not c >= 0:
-            raise ConfigError(f"c: must be >= 0, got {c!r}")
-        self.c = float(c)
+        self.c = number(c, "c", 0.0)
         self._best = list(range(self.n_children))
 
     def indices(self) -> list:

@@ -5,20 +5,13 @@ the stable child). No clock, no lock, no I/O, so it is table-tested."""
 from __future__ import annotations
 
 import importlib
-import math
 from dataclasses import dataclass, field
 from typing import Optional
 
 from ...errors import ConfigError
+from .._params import fraction, integer, number, optional, positive_int
 
 PASSED, FAILED, INSUFFICIENT = "passed", "failed", "insufficient"
-
-
-def _count(value, field_: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0 or value != int(value):
-        raise ConfigError(f"{field_}: expected a count (an integer >= 0), got {value!r}")
-    return int(value)
 
 
 @dataclass
@@ -47,28 +40,21 @@ class Tally:
                 "reward_mean": self.reward_mean, "error_rate": self.error_rate}
 
     @classmethod
-    def from_json(cls, value, field_: str, unit_rewards: bool = False) -> "Tally":
+    def from_json(cls, value, field_: str, reward_range: Optional[tuple] = None) -> "Tally":
         """What `to_json` wrote (the derived means are ignored); ConfigError naming the field."""
         if not isinstance(value, dict):
             raise ConfigError(f"{field_}: expected an object with n, reward_sum, errors, got {value!r}")
-        n, errors = _count(value.get("n"), f"{field_}.n"), _count(value.get("errors"), f"{field_}.errors")
-        reward_sum = value.get("reward_sum")
-        if isinstance(reward_sum, bool) or not isinstance(reward_sum, (int, float)) or not math.isfinite(reward_sum):
-            raise ConfigError(f"{field_}.reward_sum: expected a finite number, got {reward_sum!r}")
+        n, errors = integer(value.get("n"), f"{field_}.n"), integer(value.get("errors"), f"{field_}.errors")
+        reward_sum = number(value.get("reward_sum"), f"{field_}.reward_sum")
         if errors > n:
             raise ConfigError(f"{field_}.errors: {errors} errors in {n} feedbacks")
-        if unit_rewards and not -1e-9 <= reward_sum <= n + 1e-9:
-            raise ConfigError(f"{field_}.reward_sum: must be within [0, n] for rewards in [0, 1], got {reward_sum!r}")
+        if reward_range is not None:  # n rewards within [lo, hi] sum to within [n lo, n hi]
+            lo, hi = reward_range[0] * n, reward_range[1] * n
+            slack = 1e-9 * max(1.0, abs(lo), abs(hi))
+            if not lo - slack <= reward_sum <= hi + slack:
+                raise ConfigError(f"{field_}.reward_sum: {reward_sum:g} for {n} rewards within reward_range "
+                                  f"[{reward_range[0]:g}, {reward_range[1]:g}]")
         return cls(n, float(reward_sum), errors)
-
-
-def _optional(value, name: str, lo: float, hi: float, closed_hi: bool = True) -> Optional[float]:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not (lo <= value <= hi if closed_hi else lo <= value < hi):
-        raise ConfigError(f"{name}: must be a number within [{lo}, {hi}{']' if closed_hi else ')'}, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -84,15 +70,11 @@ class Criteria:
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: normalise the validated values in place
-        set_(self, "min_reward", _optional(self.min_reward, "min_reward", -math.inf, math.inf))
-        set_(self, "max_error_rate", _optional(self.max_error_rate, "max_error_rate", 0.0, 1.0))
-        set_(self, "margin", _optional(self.margin, "margin", 0.0, 1.0, closed_hi=False))
-        probability = _optional(self.min_probability, "min_probability", 0.0, 1.0, closed_hi=False)
-        if probability is None or probability <= 0:
-            raise ConfigError(f"min_probability: must be within (0, 1), got {self.min_probability!r}")
-        set_(self, "min_probability", probability)
-        if isinstance(self.min_samples, bool) or not isinstance(self.min_samples, int) or self.min_samples < 1:
-            raise ConfigError(f"min_samples: must be an integer >= 1, got {self.min_samples!r}")
+        set_(self, "min_reward", optional(number, self.min_reward, "min_reward"))
+        set_(self, "max_error_rate", optional(fraction, self.max_error_rate, "max_error_rate"))
+        set_(self, "margin", optional(fraction, self.margin, "margin", hi_open=True))
+        set_(self, "min_probability", fraction(self.min_probability, "min_probability", lo_open=True, hi_open=True))
+        set_(self, "min_samples", positive_int(self.min_samples, "min_samples"))
         if self.min_reward is None and self.max_error_rate is None and self.margin is None:
             raise ConfigError("min_reward: a canary must check something: set min_reward, max_error_rate "
                               "or margin (or several)")

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Optional, Sequence
 
 from ...errors import ConfigError
+from .._params import integer, number, optional
 from .analysis import FAILED, INSUFFICIENT, PASSED, Criteria, Tally, analyse
 
 log = logging.getLogger("seldon_routers")
@@ -38,10 +39,8 @@ class Steps:
     then the top, as in Flagger)."""
 
     def __init__(self, step_weight: float, step_weights: Optional[Sequence[float]], max_weight: float):
-        for name, value in (("max_weight", max_weight), ("step_weight", step_weight)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100:
-                raise ConfigError(f"{name}: must be a percentage within (0, 100], got {value!r}")
-        self.step_weight, self.max_weight = float(step_weight), float(max_weight)
+        self.max_weight = number(max_weight, "max_weight (a percentage)", 0.0, 100.0, lo_open=True)
+        self.step_weight = number(step_weight, "step_weight (a percentage)", 0.0, 100.0, lo_open=True)
         self.step_weights = None
         if step_weights is not None:
             weights = [float(w) for w in step_weights]
@@ -150,31 +149,24 @@ class Rollout:
                 "window": {"candidate": self.window.to_json()}, "baseline": {"stable": self.baseline.to_json()},
                 "last_analysis": self.last_analysis, "history": list(self.history)}
 
-    def restore(self, state: dict, now: float) -> None:
-        """Restore what `to_json` wrote; checked in full before anything changes."""
+    def restore(self, state: dict, now: float, reward_range: Optional[tuple] = None) -> None:
+        """Restore what `to_json` wrote; checked in full before anything changes (the
+        tallies against the rewards feedback may carry)."""
         phase = state.get("phase")
         if phase not in PHASES:
             raise ConfigError(f"state.phase: {phase!r} is not one of {', '.join(PHASES)}")
-        weight = state.get("weight")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 100:
-            raise ConfigError(f"state.weight: expected a percentage within [0, 100], got {weight!r}")
+        weight = number(state.get("weight"), "state.weight (a percentage)", 0.0, 100.0)
         expected = {INITIALIZED: 0, FAILED_PHASE: 0, PROMOTING: 100, SUCCEEDED: 100}.get(phase)
         if expected is not None and weight != expected:
             raise ConfigError(f"state.weight: {weight!r} in phase {phase}, which routes {expected}% to the candidate")
         if phase == PROGRESSING and not 0 < weight <= self.steps.max_weight:
             raise ConfigError(f"state.weight: {weight!r} while Progressing; this router's max_weight is "
                               f"{self.steps.max_weight:g}")
-        failed = state.get("failed_checks")
-        insufficient = state.get("insufficient_checks", 0)
-        for name, value in (("failed_checks", failed), ("insufficient_checks", insufficient)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"state.{name}: expected an integer >= 0, got {value!r}")
-        unit = self.criteria.margin is not None
-        window = Tally.from_json(_field(state, "window").get("candidate"), "state.window.candidate", unit)
-        baseline = Tally.from_json(_field(state, "baseline").get("stable"), "state.baseline.stable", unit)
-        due = state.get("next_check_at")
-        if due is not None and (isinstance(due, bool) or not isinstance(due, (int, float)) or not math.isfinite(due)):
-            raise ConfigError(f"state.next_check_at: expected POSIX seconds or null, got {due!r}")
+        failed = integer(state.get("failed_checks"), "state.failed_checks")
+        insufficient = integer(state.get("insufficient_checks", 0), "state.insufficient_checks")
+        window = Tally.from_json(_field(state, "window").get("candidate"), "state.window.candidate", reward_range)
+        baseline = Tally.from_json(_field(state, "baseline").get("stable"), "state.baseline.stable", reward_range)
+        due = optional(number, state.get("next_check_at"), "state.next_check_at (POSIX seconds or null)")
         last, history = state.get("last_analysis"), state.get("history", [])
         if last is not None and not isinstance(last, dict):
             raise ConfigError(f"state.last_analysis: expected an object or null, got {type(last).__name__}")

@@ -6,34 +6,23 @@ from __future__ import annotations
 import math
 import numbers
 import threading
-import time
 from typing import Callable, Optional, Union
 
 import numpy as np
 
-from ...errors import BadRequest, ConfigError
+from ...errors import BadRequest, ConfigError, quote
 from ...params import FALSE_WORDS, TRUE_WORDS
 from ...request import Feedback, Request
 from ...router import Decision, Router
-from .._arms import parse_list, resolve_arms
 from .._dedupe import SeenPuids
-from .._weights import StickyKey, WeightedChoice
-from .analysis import Criteria, Tally
-from .rollout import INITIALIZED, Rollout, Steps, log
+from .._params import arguments
+from .._weights import WeightedChoice
+from .config import read as read_config
+from .analysis import Tally
+from .rollout import INITIALIZED, Rollout, log
 
 STATE_VERSION = 1
 _ERROR_WORDS = TRUE_WORDS | FALSE_WORDS | {""}  # an empty error tag reads as no error
-
-
-def _child(value, names: list, field: str) -> int:
-    """A child by name, else by index."""
-    text = str(value).strip()
-    if text in names:
-        return names.index(text)
-    if text.lstrip("-").isdigit() and 0 <= int(text) < len(names):
-        return int(text)
-    raise ConfigError(f"{field}: {value!r} is neither a child's name ({', '.join(names)}) nor an index "
-                      f"0..{len(names) - 1}")
 
 
 def _error_flag(tags, field: str) -> bool:
@@ -45,7 +34,7 @@ def _error_flag(tags, field: str) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _ERROR_WORDS:
         return value.strip().lower() in TRUE_WORDS
-    raise BadRequest(f"{field}.error: expected true or false (or 1/0), got {value!r}")
+    raise BadRequest(f"{field}.error: expected true or false (or 1/0), got {quote(value)}")
 
 
 class Canary(Router):
@@ -54,15 +43,22 @@ class Canary(Router):
 
     stable, candidate: children by name (from branch_names) or index (default 0 and 1).
     branch_names, n_branches: the children (default: two, named stable and candidate).
-    interval: seconds between checks. step_weight / step_weights ('5:10:25:50' or a JSON
+    interval: time between checks, seconds or a duration such as 30s or 5m. step_weight / step_weights ('5:10:25:50' or a JSON
       list): the candidate's traffic percentages; max_weight: the top before promotion.
     threshold: failed checks that roll back. min_samples: candidate feedbacks a check needs;
       max_insufficient_checks: checks with fewer allowed before each counts as failed.
     min_reward, max_error_rate, margin/min_probability: the criteria (at least one).
+    reward_range: LO:HI, the rewards a feedback may carry (default 0:1, success fractions);
+      min_reward lies within it; with margin it lies within [0, 1].
     seed: this instance's generator; sticky_key: header:NAME or tag:NAME keeps a user on one child.
     dedupe: feedback puids remembered so a duplicate counts once. revision: a label of this
       rollout (e.g. the candidate's version); a snapshot of another revision is not restored.
+    config / config_file: a MatrixInfer ModelRoute (inline or a path) whose spec.canary sets
+      stable, candidate, the first weight, interval and max_error_rate (docs/canary.md).
     clock: POSIX seconds (default time.time); for tests, not a Seldon parameter.
+
+    Under Seldon's wrapper feedback carries a reward only (no error tags, no puid), so the
+    criteria there are min_reward and margin.
     """
 
     name = "canary"
@@ -70,46 +66,30 @@ class Canary(Router):
 
     def __init__(self, stable: Union[str, int] = "0", candidate: Union[str, int] = "1",
                  branch_names: Union[str, list, None] = None, n_branches: Optional[int] = None,
-                 interval: float = 60.0, step_weight: float = 10, step_weights: Union[str, list, None] = None,
+                 interval: Union[float, str] = 60.0, step_weight: float = 10, step_weights: Union[str, list, None] = None,
                  max_weight: float = 50, threshold: int = 5, min_samples: int = 20,
                  max_insufficient_checks: int = 3, min_reward: Optional[float] = None,
                  max_error_rate: Optional[float] = None, margin: Optional[float] = None,
                  min_probability: float = 0.95, seed: Optional[int] = None, sticky_key: Optional[str] = None,
                  dedupe: int = 100_000, revision: Optional[str] = None,
-                 clock: Optional[Callable[[], float]] = None):
-        if branch_names is None and n_branches is None:
-            branch_names = ["stable", "candidate"]
-        self.branch_names = resolve_arms(n_branches, branch_names)
+                 config: Union[str, dict, None] = None, config_file: Optional[str] = None,
+                 clock: Optional[Callable[[], float]] = None, reward_range: Union[str, list, None] = None):
+        settings = read_config(**arguments(locals()))
+        self.branch_names, self.stable, self.candidate = settings.children, settings.stable, settings.candidate
         self.n_children = len(self.branch_names)
-        if self.n_children < 2:
-            raise ConfigError(f"branch_names: a canary needs two children, got {self.branch_names}")
-        self.stable = _child(stable, self.branch_names, "stable")
-        self.candidate = _child(candidate, self.branch_names, "candidate")
-        if self.stable == self.candidate:
-            raise ConfigError(f"candidate: the same child as stable ({self.branch_names[self.stable]!r})")
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < math.inf:
-            raise ConfigError(f"interval: must be a number of seconds > 0, got {interval!r}")
-        for field, value, low in (("threshold", threshold, 1), ("max_insufficient_checks", max_insufficient_checks, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{field}: must be an integer >= {low}, got {value!r}")
-        if clock is not None and not callable(clock):
-            raise ConfigError("clock: must be a callable returning POSIX seconds")
-        weights = parse_list(step_weights, "step_weights", float) if step_weights is not None else None
-        self.criteria = Criteria(min_reward, max_error_rate, margin, min_probability, min_samples)
-        self.rollout = Rollout(Steps(step_weight, weights, max_weight), self.criteria, float(interval), threshold,
-                               max_insufficient_checks,
+        self.criteria, self.reward_range = settings.criteria, settings.reward_range
+        self.rollout = Rollout(settings.steps, self.criteria, settings.interval, settings.threshold,
+                               settings.max_insufficient_checks,
                                f"canary {self.branch_names[self.stable]} -> {self.branch_names[self.candidate]}")
-        self.sticky = StickyKey(sticky_key) if sticky_key is not None else None
-        self.revision = revision
+        self.sticky, self.revision, self.seed, self.clock = settings.sticky, settings.revision, settings.seed, settings.clock
+        self.not_enforced = settings.not_enforced  # what a ModelRoute asked that a canary does not apply
         # The candidate's name (and the revision) salt the sticky hash: a user's fraction is
         # fixed for the rollout, so one on the candidate stays on it as the weight grows.
-        self._salt = f"canary:{self.branch_names[self.candidate]}:{revision or ''}"
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
-        self.clock = clock or time.time
+        self._salt = f"canary:{self.branch_names[self.candidate]}:{self.revision or ''}"
+        self.rng = np.random.default_rng(self.seed)
         self.lock = threading.Lock()
         self.totals = {child: Tally() for child in (self.stable, self.candidate)}  # every feedback, any phase
-        self._seen = SeenPuids(dedupe)
+        self._seen = SeenPuids(settings.dedupe)
         self.duplicates = 0
         self._rebuild()
 
@@ -141,10 +121,6 @@ class Canary(Router):
         child = choice.pick(self.rng.random() if u is None else u)
         return Decision(child, tags[child, u is not None])
 
-    def route(self, features, feature_names, **kwargs) -> int:
-        """Seldon's wrapper entry (it passes meta: a `tag:NAME` sticky key works there)."""
-        return self.decide(Request(features, feature_names, meta=kwargs.get("meta"))).child
-
     def _advance(self, start: bool = False) -> None:
         with self.lock:
             now = self.clock()
@@ -167,18 +143,15 @@ class Canary(Router):
     def _check(self, routing, reward) -> tuple[int, float]:
         if isinstance(routing, bool) or not isinstance(routing, (int, np.integer)) \
                 or routing not in (self.stable, self.candidate):
-            raise BadRequest(f"response.meta.routing: {routing!r} is neither the stable child ({self.stable}) nor "
+            raise BadRequest(f"response.meta.routing: {quote(routing)} is neither the stable child ({self.stable}) nor "
                              f"the candidate ({self.candidate}); a canary learns from those two only")
         if isinstance(reward, bool) or not isinstance(reward, numbers.Real) or not math.isfinite(reward):
-            raise BadRequest(f"reward: must be a finite number, got {reward!r}")
-        if self.criteria.margin is not None and not 0.0 <= reward <= 1.0:
-            raise BadRequest(f"reward: must be within [0, 1] (a success fraction) when margin is set, got {reward!r}")
+            raise BadRequest(f"reward: must be a finite number, got {quote(reward)}")
+        lo, hi = self.reward_range
+        if not lo <= reward <= hi:
+            raise BadRequest(f"reward: must be within [{lo:g}, {hi:g}] (reward_range; by default a success "
+                             f"fraction), got {quote(reward)}")
         return int(routing), float(reward)
-
-    def send_feedback(self, features, feature_names, reward, truth, routing=None, **kwargs):
-        """Seldon's entry point: a reward, no error flag, no puid."""
-        child, value = self._check(routing, reward)
-        self._count(child, value, False, "")
 
     def learn(self, feedback: Feedback):
         """This server's entry point: an `error` tag in response.meta.tags (or the request's
@@ -214,7 +187,7 @@ class Canary(Router):
                     "interval": self.rollout.interval, "max_weight": self.rollout.steps.top,
                     **self.rollout.to_json(self.clock()),
                     "totals": {names[c]: t.to_json() for c, t in self.totals.items()},
-                    "duplicates": self.duplicates}
+                    "duplicates": self.duplicates, **({"not_enforced": self.not_enforced} if self.not_enforced else {})}
 
     def load_state(self, state: dict) -> None:
         """Restore a snapshot of this rollout (ConfigError naming the field, nothing changed,
@@ -235,13 +208,12 @@ class Canary(Router):
         totals = state.get("totals")
         if not isinstance(totals, dict):
             raise ConfigError("state.totals: expected an object by child name")
-        unit = self.criteria.margin is not None
         restored = {c: Tally.from_json(totals.get(self.branch_names[c], {"n": 0, "reward_sum": 0, "errors": 0}),
-                                       f"state.totals.{self.branch_names[c]}", unit) for c in self.totals}
+                                       f"state.totals.{self.branch_names[c]}", self.reward_range) for c in self.totals}
         duplicates = state.get("duplicates", 0)
         if isinstance(duplicates, bool) or not isinstance(duplicates, int) or duplicates < 0:
             raise ConfigError(f"state.duplicates: expected a count, got {duplicates!r}")
         with self.lock:
-            self.rollout.restore(state, self.clock())  # checks everything first, then assigns
+            self.rollout.restore(state, self.clock(), self.reward_range)  # checks everything first, then assigns
             self.totals, self.duplicates = restored, duplicates
             self._rebuild()

@@ -34,7 +34,11 @@ def tensor_rows(features, kind: str, shape: tuple, dtype, max_rows: Optional[int
     if features is None or isinstance(features, (str, bytes, dict)) or not hasattr(features, "__len__"):
         got = kind or type(features).__name__
         raise BadRequest(f"features: expected numeric tensor data of shape {expected}, got {got}")
-    arr = np.asarray(features)
+    try:
+        arr = np.asarray(features)
+    except (ValueError, TypeError, RecursionError):  # a ragged jsonData list, or one nested past numpy's 64 dims
+        raise BadRequest(f"features: expected numbers of shape {expected}, got a {kind or 'list'} that is not a "
+                         "rectangular array") from None
     if arr.dtype.kind not in _NUMERIC:
         raise BadRequest(f"features: expected numbers of shape {expected}, got dtype {arr.dtype}")
     if arr.shape[1:] != shape:

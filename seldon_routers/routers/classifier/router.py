@@ -14,71 +14,14 @@ import numpy as np
 
 from ...errors import BadRequest, ConfigError, NoRoute, NotReady, RouterFailed
 from ...request import Request
-from ...router import NO_CHILDREN, Decision, Router
-from .._arms import parse_json, parse_list, resolve_arms
-from . import backends, inputs
+from ...router import Decision, Router
+from .._params import arguments
+from . import backends, config, inputs
 from .batcher import Batcher
 
 log = logging.getLogger("seldon_routers")
 _INT = re.compile(r"^-?\d+$")
 _WARMUP_TEXT = "Hello! How are you today?"  # what a text model answers at load
-
-
-def _shape(value, field: str) -> Optional[tuple]:
-    """'1,8,8', '1x8x8', a JSON list or a list: positive ints, per row (no batch dim)."""
-    if value is None:
-        return None
-    items = value
-    if isinstance(value, str):
-        text = value.strip().strip("()")
-        items = parse_json(text, field) if text.startswith("[") else [s for s in re.split(r"[,x\s]+", text) if s]
-    try:
-        shape = tuple(int(v) for v in items)
-    except (TypeError, ValueError):
-        shape = ()
-    if not shape or any(d < 1 for d in shape):
-        raise ConfigError(f"{field}: expected positive integers per row, like 1,8,8, got {value!r}")
-    return shape
-
-
-def _child_ref(value, names: Optional[list], field: str) -> Union[int, str]:
-    """A child given as an index (also -1: all, -2: none) or a branch name."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{field}: expected a child index or name, got {value!r}")
-    if isinstance(value, int) or (isinstance(value, str) and _INT.match(value.strip())):
-        child = int(value)
-        if child < NO_CHILDREN or (names is not None and child >= len(names)):
-            top = f"..{len(names) - 1}" if names is not None else " or more"
-            raise ConfigError(f"{field}: child {child} is not -2, -1, 0{top}")
-        return child
-    if isinstance(value, str) and names is not None and value in names:
-        return names.index(value)
-    raise ConfigError(f"{field}: {value!r} is not a child index or one of branch_names "
-                      f"({', '.join(names) if names else 'none given'})")
-
-
-def _mapping(value, names: Optional[list]) -> Optional[dict]:
-    """class_to_child as {class index or label: child index}."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        value = parse_json(text, "class_to_child") if text.startswith("{") else parse_list(text, "class_to_child")
-    if isinstance(value, (list, tuple)):
-        value = dict(enumerate(value))
-    if not isinstance(value, dict) or not value:
-        raise ConfigError(f"class_to_child: expected a JSON object or list (class -> child), got {value!r}")
-    out = {}
-    for key, child in value.items():
-        key = int(key) if isinstance(key, int) or _INT.match(str(key).strip()) else str(key)
-        out[key] = _child_ref(child, names, f"class_to_child[{key!r}]")
-    return out
-
-
-def _positive_int(value, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{field}: must be an integer >= 1, got {value!r}")
-    return value
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
@@ -124,74 +67,21 @@ class ClassifierRouter(Router):
                  min_confidence: float = 0.0, fallback: Union[int, str, None] = None, output: str = "logits",
                  max_batch_size: int = 32, max_batch_delay_ms: float = 0.0, trust_pickle: bool = False,
                  warmup: bool = True, inputs: str = "tensor", max_request_rows: int = 1024):
-        if (model_path is None) == (model is None):
-            raise ConfigError("model_path: give a model file (model_path) or, from Python, a callable "
-                              "(model); exactly one")
-        if backend not in backends.BACKENDS:
-            raise ConfigError(f"backend: {backend!r} is not one of {', '.join(backends.BACKENDS)}")
-        if model is not None:
-            if backend not in ("auto", "callable"):
-                raise ConfigError(f"backend: {backend!r} needs model_path; `model` is a Python callable")
-            backend = "callable"
-        else:
-            backend = backends.check_path(model_path, backend, trust_pickle)
-        if inputs not in ("tensor", "text"):
-            raise ConfigError(f"inputs: expected tensor or text, got {inputs!r}")
-        if inputs == "text" and backend in ("torchscript", "onnx"):
-            raise ConfigError(f"inputs: text needs a model that takes strings (a Python callable, or a trusted "
-                              f"pickle such as a scikit-learn text pipeline); a {backend} model takes tensors")
-        if inputs == "text" and input_shape is not None:
-            raise ConfigError("input_shape: only for inputs=tensor; a text row is one string")
-        if not isinstance(device, str) or not backends.DEVICE.match(device):
-            raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}")
-        if output not in ("logits", "probabilities"):
-            raise ConfigError(f"output: expected logits or probabilities, got {output!r}")
-        if not 0.0 <= min_confidence <= 1.0:
-            raise ConfigError(f"min_confidence: must be within [0, 1], got {min_confidence!r}")
-        _positive_int(max_batch_size, "max_batch_size")
-        self.max_request_rows = _positive_int(max_request_rows, "max_request_rows")
-        if not 0.0 <= max_batch_delay_ms <= 1000.0:
-            raise ConfigError(f"max_batch_delay_ms: must be within [0, 1000], got {max_batch_delay_ms!r}")
-        self.model_path, self.model, self.backend, self.device = model_path, model, backend, device
-        self.inputs = inputs
-        self.input_shape = _shape(input_shape, "input_shape")
-        self.labels = parse_list(labels, "labels") if labels is not None else None
-        names = resolve_arms(n_branches, branch_names) if (n_branches, branch_names) != (None, None) else None
-        self.class_to_child = _mapping(class_to_child, names)
-        self.fallback = None if fallback is None else _child_ref(fallback, names, "fallback")
-        if min_confidence > 0 and self.fallback is None:
-            raise ConfigError(f"fallback: min_confidence={min_confidence} needs a fallback child (an index, a "
-                              "name, -1 for all children or -2 for none)")
-        if names is None and self.class_to_child is not None:
-            used = list(self.class_to_child.values()) + [-1 if self.fallback is None else self.fallback]
-            names = [str(i) for i in range(max(used) + 1)] if max(used) >= 0 else None
-        hint = ""
-        if names is None and self.labels is not None:  # identity: one child per class
-            names = [str(i) for i in range(len(self.labels))]
-            hint = " (one child per label; set n_branches or branch_names for more)"
-        self.branch_names = names
-        self.n_children = len(names) if names is not None else None
-        self._check_children(hint)
-        self.min_confidence = float(min_confidence)
-        self.output = output
-        self.max_batch_size, self.max_batch_delay_ms = max_batch_size, float(max_batch_delay_ms)
-        self.trust_pickle, self.warmup = trust_pickle, warmup
+        settings = config.read(**arguments(locals()))
+        self.model_path, self.model, self.backend, self.device = (settings.model_path, settings.model,
+                                                                  settings.backend, settings.device)
+        self.inputs, self.input_shape, self.labels = settings.inputs, settings.input_shape, settings.labels
+        self.class_to_child, self.fallback = settings.class_to_child, settings.fallback
+        self.branch_names = settings.branch_names
+        self.n_children = len(self.branch_names) if self.branch_names is not None else None
+        self.min_confidence, self.output = settings.min_confidence, settings.output
+        self.max_batch_size, self.max_batch_delay_ms = settings.max_batch_size, settings.max_batch_delay_ms
+        self.max_request_rows = settings.max_request_rows
+        self.trust_pickle, self.warmup = settings.trust_pickle, settings.warmup
         self._loaded: Optional[backends.Loaded] = None
         self._batcher: Optional[Batcher] = None
         self._table: Optional[list] = None  # per class: its child, or None (none: the fallback's)
         self._observer: Optional[Callable] = None  # per batch (rows, seconds): the server's Prometheus histograms
-
-    def _check_children(self, hint: str = "") -> None:
-        """fallback and class_to_child name children that exist, once the children are known."""
-        if self.branch_names is None:
-            return
-        try:
-            if self.fallback is not None:
-                _child_ref(self.fallback, self.branch_names, "fallback")
-            for key, child in (self.class_to_child or {}).items():
-                _child_ref(child, self.branch_names, f"class_to_child[{key!r}]")
-        except ConfigError as exc:
-            raise ConfigError(exc.message + hint) from None
 
     # --- loading ------------------------------------------------------------------------
 
@@ -249,7 +139,7 @@ class ClassifierRouter(Router):
             top = max([*mapping.values(), -1 if self.fallback is None else self.fallback])
             self.branch_names = [str(i) for i in range(top + 1)]
             self.n_children = len(self.branch_names)
-        self._check_children()
+        config.check_children(self.fallback, self.class_to_child, self.branch_names)
         unmapped = [labels[k] for k in range(n_classes) if k not in mapping]
         if unmapped and self.fallback is None:
             raise ConfigError(f"class_to_child: classes {', '.join(unmapped)} have no child and there is no "
@@ -260,10 +150,10 @@ class ClassifierRouter(Router):
     def register_metrics(self, metrics) -> None:
         """The server's hook: batch sizes and inference time per batch, as histograms."""
         sizes = metrics.histogram("seldon_router_classifier_batch_size", "Rows per model call (micro-batch size).",
-                                  (1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+                                  buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
         seconds = metrics.histogram("seldon_router_classifier_inference_seconds", "Model time per batch.",
-                                    (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
-        # One hook, the latest server's: a router registered again (a new DataPlane) does not pile them up.
+                                    buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+        # One hook, the latest registry's: a router registered again (a new DataPlane) does not pile them up.
         self._observer = lambda rows, secs: (sizes.observe(rows), seconds.observe(secs))
 
     def _observe(self, rows: int, seconds: float) -> None:
@@ -337,10 +227,6 @@ class ClassifierRouter(Router):
         except RuntimeError:
             return future.result()
         return asyncio.wrap_future(future, loop=loop)
-
-    def route(self, features, feature_names, **kwargs) -> int:
-        """Seldon's wrapper entry (threads): blocks until this call's batch has run."""
-        return self._submit(features).result().child
 
     def classify(self, features) -> Decision:
         """The decision with its tags, from any thread (tests, the bench)."""

@@ -26,7 +26,8 @@ def _query(name: str) -> Callable[[Request], Optional[str]]:
 
 
 def _tag(name: str) -> Callable[[Request], Optional[str]]:
-    return lambda r: as_text((r.meta.get("tags") or {}).get(name))
+    field = f"meta.tags.{name}"
+    return lambda r: as_text((r.meta.get("tags") or {}).get(name), field)
 
 
 def _json(path: str, field: str) -> Callable[[Request], Optional[str]]:

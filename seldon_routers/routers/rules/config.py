@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ...errors import ConfigError
-from .._config import child_names, named_entries, read_document, resolve_child, sticky_key, targets
+from .._config import child_names, named_entries, read_document, sticky_key, targets
+from .._params import child
 from .._weights import StickyKey, WeightedChoice
 from .conditions import Predicate, compile_block
 
@@ -49,6 +50,7 @@ class Config:
     fallback: Optional[int]
     source: str  # "rules" or "ModelRoute"
     conditions: set  # the condition sources any rule reads (headers, path, ...)
+    report: dict = field(default_factory=dict)  # a ModelRoute's model_route, not_enforced, notes for /state
 
 
 def compile_rules(doc: Any, names: list, source: str = "rules") -> Config:
@@ -62,7 +64,7 @@ def compile_rules(doc: Any, names: list, source: str = "rules") -> Config:
     if not isinstance(rules_spec, list):
         raise ConfigError(f"rules: expected a list of rules, got {rules_spec!r}")
     default_sticky = sticky_key(doc.get("sticky_key"), "sticky_key")
-    fallback = None if doc.get("fallback") is None else resolve_child(doc["fallback"], names, "fallback")
+    fallback = None if doc.get("fallback") is None else child(doc["fallback"], names, "fallback")
     rules, reads = [], set()
     for i, label, where, spec in named_entries(rules_spec, "rules", RULE_KEYS, "rule"):
         if "to" not in spec:
@@ -89,14 +91,20 @@ def _sources(block: Any) -> set:
 
 def load(config: Any, config_file: Optional[str], branch_names: Optional[list],
          n_branches: Optional[int]) -> Config:
-    from .modelroute import is_model_route, to_rules  # the second format maps onto the first
+    from .modelroute import is_model_route, log_report, parse  # the second format maps onto the first
+    from .modelroute_rules import to_rules
 
     doc = read_document(config, config_file)
     if is_model_route(doc):
         if branch_names is None:
             raise ConfigError("branch_names: a ModelRoute names model servers; give the graph's children "
                               "by those names, in the graph's order ('stable:canary')")
-        return compile_rules(to_rules(doc), child_names(None, branch_names, n_branches), "ModelRoute")
+        model_route = parse(doc)
+        rules, report = to_rules(model_route)
+        config = compile_rules(rules, child_names(None, branch_names, n_branches), "ModelRoute")
+        config.report = report
+        log_report(report, "rules", model_route)
+        return config
     if not isinstance(doc, dict):
         raise ConfigError(f"config: expected a map with {', '.join(TOP_KEYS)}, got {type(doc).__name__}")
     return compile_rules(doc, child_names(doc.get("children"), branch_names, n_branches))

@@ -12,7 +12,8 @@ import json
 import re
 from typing import Any, Callable, Optional
 
-from ...errors import ConfigError
+from ...errors import BadRequest, ConfigError
+from ...request import MAX_DEPTH, too_deep
 
 VALUE_KINDS = ("exact", "prefix", "suffix", "contains", "regex")
 KINDS = VALUE_KINDS + ("present",)
@@ -22,11 +23,16 @@ _FLAGS = ("invert", "ignore_case")
 Matcher = Callable[[Optional[str]], bool]  # None: the value is missing
 
 
-def as_text(value: Any) -> Optional[str]:
+def as_text(value: Any, field: str = "value") -> Optional[str]:
     """A tag's or JSON field's value as the string a matcher compares: strings as they are,
-    everything else as JSON writes it (true, 3, 2.5, null, {"a":1}); None stays missing."""
+    everything else as JSON writes it (true, 3, 2.5, null, {"a":1}); None stays missing.
+    A value nested deeper than MAX_DEPTH is a BadRequest naming `field` (json.dumps would
+    raise RecursionError on it: a 500), whichever matcher reads it."""
     if value is None or isinstance(value, str):
         return value
+    if isinstance(value, (list, dict)) and too_deep(value):
+        raise BadRequest(f"{field}: nested deeper than {MAX_DEPTH} levels; rules compare a value as its JSON "
+                         "text, to that depth")
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
@@ -43,6 +49,27 @@ def glob_regex(pattern: str, field: str) -> str:
         "[^/]+" if seg == "*" else "[^/]*".join(re.escape(part) for part in seg.split("*"))
         for seg in (segments[:-1] if tail else segments))
     return body + "(?:/.*)?" if tail else body  # "/a/**" matches "/a" and all below it
+
+
+def path_pattern(text: str, field: str) -> dict:
+    """A MatrixInfer ModelRoute `path` string as a matcher config. MatrixInfer's own types
+    match a URI only by exact, prefix or regex (kthena's StringMatch, compared with ==,
+    strings.HasPrefix and a regex), while its ModelRoute reference writes a plain string
+    such as `/v1/models/production/*`. So: no `*` is exact; a single trailing `*` makes what
+    comes before it a prefix (every path below `/v1/models/production/`, at any depth, not
+    `/v1/models/production` itself); any other `*` or `**` is this project's glob (`*` one
+    segment or part of one, `**` all below), with a trailing `*` still the rest."""
+    if not isinstance(text, str) or not text:
+        raise ConfigError(f"{field}: expected a path like /v1/models/production/* or a matcher, got {text!r}")
+    if "*" not in text:
+        return {"exact": text}
+    if not text.endswith("*") or text.endswith("**"):
+        glob_regex(text, field)  # its errors name the path as written, not a `glob` key
+        return {"glob": text}
+    head = text[:-1]
+    if "*" not in head:
+        return {"prefix": head}
+    return {"regex": glob_regex(head, field) + ".*"}  # glob_regex escapes the literal parts
 
 
 def string_matcher(spec: Any, field: str, kinds: tuple = KINDS) -> Matcher:
@@ -96,6 +123,7 @@ def json_field(path: str, field: str) -> Callable[[Any], Optional[str]]:
     if not isinstance(path, str) or not path or any(not part for part in path.split(".")):
         raise ConfigError(f"{field}: expected a dotted path like model or messages.0.role, got {path!r}")
     parts = tuple(int(p) if p.isdigit() else p for p in path.split("."))
+    where = f"jsonData.{path}"  # what a request's error names
 
     def get(doc: Any) -> Optional[str]:
         for part in parts:
@@ -107,5 +135,5 @@ def json_field(path: str, field: str) -> Callable[[Any], Optional[str]]:
                 return None
             if doc is _MISSING:
                 return None
-        return "null" if doc is None else as_text(doc)  # JSON null is a value: "null"
+        return "null" if doc is None else as_text(doc, where)  # JSON null is a value: "null"
     return get

@@ -8,10 +8,10 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ...errors import NoRoute
+from ...errors import NoRoute, quote
 from ...request import Request
 from ...router import Decision, Router
-from .._arms import parse_list
+from .._params import integer, items, optional
 from .config import NOT_HONOURED, load
 
 
@@ -23,6 +23,9 @@ class RuleRouter(Router):
     branch_names: the children's names, 'a:b:c', in the graph's order (or `children` in the config).
     n_branches: the number of children, when rules name children by index only.
     seed: seeds this instance's own generator for weighted choices (0 is a seed).
+
+    Under Seldon's wrapper, rules on tags and jsonData work (it passes meta); header, query
+    and path conditions see nothing there.
     """
 
     name = "rules"
@@ -31,14 +34,14 @@ class RuleRouter(Router):
     def __init__(self, config: Union[str, dict, None] = None, config_file: Optional[str] = None,
                  branch_names: Union[str, list, None] = None, n_branches: Optional[int] = None,
                  seed: Optional[int] = None):
-        names = parse_list(branch_names, "branch_names") if branch_names is not None else None
+        names = optional(items, branch_names, "branch_names")
         self.config = load(config, config_file, names, n_branches)
         self.branch_names = self.config.children
         self.n_children = len(self.branch_names)
         self.rules = self.config.rules
         self.fallback = self.config.fallback
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
+        self.seed = optional(integer, seed, "seed")
+        self.rng = np.random.default_rng(self.seed)
         # Ready-made tags (never mutated) for every (rule, child) and every sticky decision.
         self._tags = {}
         for rule in self.rules:
@@ -65,13 +68,7 @@ class RuleRouter(Router):
         if self.fallback is not None:
             return self._fallback
         raise NoRoute(f"router {self.describe()}: no rule matches the request and no fallback child is "
-                      f"configured ({len(self.rules)} rules; path {request.path or '-'!r})")
-
-    def route(self, features, feature_names, **kwargs) -> int:
-        """Seldon's wrapper entry: rules on tags and jsonData work here (meta is passed);
-        header, query and path conditions see nothing under the wrapper."""
-        kind = "jsonData" if isinstance(features, (dict, list)) else ""
-        return self.decide(Request(features, feature_names, kind=kind, meta=kwargs.get("meta"))).child
+                      f"configured ({len(self.rules)} rules; path {quote(request.path or '-')})")
 
     def state(self) -> dict:
         rules = []
@@ -84,7 +81,7 @@ class RuleRouter(Router):
                 entry["not_enforced"] = {self.branch_names[c]: p for c, p in rule.policies.items()}
             rules.append(entry)
         out = {"format": self.config.source, "children": self.branch_names, "rules": rules,
-               "fallback": None if self.fallback is None else self.branch_names[self.fallback]}
+               "fallback": None if self.fallback is None else self.branch_names[self.fallback], **self.config.report}
         if any(rule.policies for rule in self.rules):
             out["note"] = (f"{'/'.join(NOT_HONOURED)} are reported, not applied: the graph engine or "
                            "gateway must enforce them")

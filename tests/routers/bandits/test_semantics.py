@@ -326,6 +326,26 @@ def test_feedback_for_an_empty_batch_is_400_and_changes_nothing(cls):
     assert r.pulls[0] == 1
 
 
+@pytest.mark.parametrize("cls", BANDITS + [LinUCB])
+@pytest.mark.parametrize("features, message", [
+    # rows of nothing: 2**31 - 1 pulls from a 100-byte request
+    (np.zeros((2**31 - 1, 0)), "no rows"),
+    (np.zeros((3, 0)), "no rows"),
+    (np.zeros((10_001, 2)), "10001 rows in one request; a feedback counts at most 10000"),
+], ids=["int32-max-empty-rows", "empty-rows", "over-the-bound"])
+def test_rows_come_from_data_present_within_a_bound(cls, features, message):
+    r = cls(n_branches=2, seed=0)
+    if cls is LinUCB and message == "no rows":
+        message = "features: lin-ucb needs numeric tensor data"  # its context check comes first
+    before = json.dumps(r.state())
+    request = Request(features=features, kind="tensor")
+    with pytest.raises(BadRequest, match=message):
+        r.learn(Feedback(request, {}, 1.0, None, routing=0))
+    with pytest.raises(BadRequest, match=message):  # Seldon's entry point, its short path included
+        r.send_feedback(features, [], 1.0, None, routing=0)
+    assert json.dumps(r.state()) == before
+
+
 @pytest.mark.parametrize("discount", [None, 0.9])
 def test_epsilon_greedy_tied_best_set_matches_a_full_scan(discount):
     rng = np.random.default_rng(0)

@@ -118,5 +118,8 @@ def test_tally_round_trip_and_refusals():
                        ([], "w")):
         with pytest.raises(ConfigError, match=f"^{field}"):
             Tally.from_json(bad, "w")
-    with pytest.raises(ConfigError, match="^w.reward_sum: must be within"):
-        Tally.from_json({"n": 2, "reward_sum": 3, "errors": 0}, "w", unit_rewards=True)
+    with pytest.raises(ConfigError, match=r"^w.reward_sum: 3 for 2 rewards within reward_range \[0, 1\]"):
+        Tally.from_json({"n": 2, "reward_sum": 3, "errors": 0}, "w", (0.0, 1.0))
+    assert Tally.from_json({"n": 2, "reward_sum": -6, "errors": 0}, "w", (-5.0, 5.0)).reward_sum == -6
+    with pytest.raises(ConfigError, match=r"^w.reward_sum: -11 for 2 rewards within reward_range \[-5, 5\]"):
+        Tally.from_json({"n": 2, "reward_sum": -11, "errors": 0}, "w", (-5.0, 5.0))

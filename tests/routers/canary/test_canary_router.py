@@ -102,8 +102,9 @@ def test_builds_from_seldon_string_parameters():
 
 @pytest.mark.parametrize("kwargs, field", [
     (dict(min_reward=None), "min_reward: a canary must check something"),
-    (dict(stable="nope"), "stable: 'nope' is neither"),
-    (dict(candidate="7"), "candidate: '7' is neither"),
+    (dict(stable="nope"), r"stable: unknown child 'nope' \(children: stable, candidate\)"),
+    (dict(candidate="7"), r"candidate: unknown child '7' \(children: stable, candidate\); expected a name or an "
+                          r"index 0..1"),
     (dict(candidate="stable"), "candidate: the same child as stable"),
     (dict(branch_names="only"), "branch_names: a canary needs two children"),
     (dict(n_branches=0), "n_branches"),
@@ -130,6 +131,13 @@ def test_builds_from_seldon_string_parameters():
     (dict(sticky_key="cookie:x"), "sticky_key"),
     (dict(sticky_key=""), "sticky_key"),  # as ab-test: an empty key is a mistake, not "off"
     (dict(dedupe=-1), "dedupe"),
+    (dict(reward_range="1:0"), "reward_range: expected LO:HI"),
+    (dict(reward_range="0:inf"), "reward_range: expected LO:HI"),
+    (dict(reward_range="0:1:2"), "reward_range: expected LO:HI"),
+    (dict(reward_range="0:x"), "reward_range: every item"),
+    (dict(reward_range="-1:1", min_reward=None, margin=0.05), "reward_range: with margin"),
+    (dict(min_reward=1.5), r"min_reward: 1.5 is outside reward_range \[0, 1\]"),
+    (dict(min_reward=-3, reward_range="-2:2"), r"min_reward: -3 is outside reward_range \[-2, 2\]"),
 ])
 def test_invalid_configuration_names_the_parameter(kwargs, field):
     with pytest.raises(ConfigError, match=f"^{field}"):
@@ -361,6 +369,14 @@ def test_sticky_key_is_kept_across_instances_and_restarts():
     (fb(1, error="maybe"), "response.meta.tags.error: expected true or false"),
     (fb(1, error=2), "response.meta.tags.error"),
     (fb(1, error=[1], where="request"), "request.meta.tags.error"),
+    # rewards are success fractions unless reward_range says otherwise: a negative one was
+    # applied and then a 500 (the reward metric), 3.4e38 dominated the candidate's mean
+    (fb(1, -1.0), r"reward: must be within \[0, 1\] \(reward_range; by default a success fraction\), got -1.0"),
+    (fb(1, 3.4e38), r"reward: must be within \[0, 1\]"),
+    (fb(1, 1.0 + 1e-9), r"reward: must be within \[0, 1\]"),
+    # what an error quotes is cut short: repr() of this raised RecursionError
+    (fb(1, error=json.loads("[" * 900 + "1" + "]" * 900)),
+     r"response.meta.tags.error: .* got \[\[\[\[\.\.\.\]\]\]\]$"),
 ])
 def test_bad_feedback_is_refused_and_changes_nothing(feedback, message):
     clock = Clock()
@@ -371,6 +387,21 @@ def test_bad_feedback_is_refused_and_changes_nothing(feedback, message):
     with pytest.raises(BadRequest, match=f"^{message}"):
         r.learn(feedback)
     assert json.dumps(r.state()) == before
+
+
+def test_a_reward_range_bounds_rewards_both_ways():
+    r = canary(reward_range="-1:1", min_reward=0.0)
+    assert r.reward_range == (-1.0, 1.0)
+    r.decide(Request())
+    r.learn(fb(1, -1.0))
+    r.learn(fb(1, 0.5))
+    assert r.state()["totals"]["candidate"]["reward_sum"] == -0.5
+    for bad in (-1.5, 3.4e38):
+        with pytest.raises(BadRequest, match=r"^reward: must be within \[-1, 1\]"):
+            r.learn(fb(1, bad))
+    with pytest.raises(BadRequest, match=r"^reward: must be within \[-1, 1\]"):
+        r.send_feedback(None, [], 2.0, None, routing=1)  # Seldon's entry point too
+    assert canary(reward_range=[0, 100], min_reward=90).reward_range == (0.0, 100.0)
 
 
 def test_seldon_wrapper_entry_points():

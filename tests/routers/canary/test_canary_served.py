@@ -4,6 +4,7 @@ feedback's response.meta.tags counts as an error, a bad feedback is a 400 naming
 and through `seldon-router serve` processes, a file snapshot carries the rollout over a
 restart."""
 
+import os
 import time
 
 import grpc
@@ -14,6 +15,7 @@ from google.protobuf import json_format
 from seldon_routers.proto import prediction_pb2 as pb
 from servers import running_router, serving
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ROUTER = "canary"  # `canary` once registered: the same class
 UNIT = "cn"
 BODY = {"data": {"ndarray": [[1.0, 2.0]]}}
@@ -125,3 +127,20 @@ def test_file_state_survives_a_restart(tmp_path):
         for field in ("totals", "window", "baseline", "history", "failed_checks"):
             assert after[field] == before[field], field
         assert rest_route(rp)["weight"] == 20  # still at the restored step, not restarted
+
+
+def test_a_model_route_document_through_the_server(tmp_path):
+    # MatrixInfer's canary example, verbatim, as the example SeldonDeployment serves it
+    example = os.path.join(ROOT, "tests", "routers", "rules", "modelroute_examples", "03-canary-deployment.yaml")
+    path = tmp_path / "canary.json"
+    args = (ROUTER, "--unit-id", UNIT, "--param", f"config_file={example}", "--param",
+            "branch_names=stable-model-server:canary-model-server", "--param", "seed=0", "--state", f"file:{path}")
+    with running_router(*args) as rp:
+        tags = rest_route(rp)
+        assert tags["phase"] == "Progressing" and tags["weight"] == 10 and tags["propensity"] in (0.9, 0.1)
+        before = state(rp)
+        assert before["interval"] == 300 and before["candidate"] == "canary-model-server"
+        assert list(before["not_enforced"]) == ["spec.routes[0].match"]
+    with running_router(*args) as rp:  # the snapshot, not_enforced and all, restores
+        after = state(rp)
+        assert (after["phase"], after["weight"], after["history"]) == ("Progressing", 10, before["history"])

@@ -128,6 +128,10 @@ def test_probabilities_output_is_taken_as_is():
     (np.array([[1.0, np.nan, 0.0, 0.0]]), r"features: NaN or infinity at row 0"),
     (np.array([[1.0, 0.0, 0.0, 0.0], [np.inf, 0.0, 0.0, 0.0]]), r"features: NaN or infinity at row 1"),
     (np.array([[1e300, 0.0, 0.0, 0.0]]), r"features: NaN or infinity at row 0"),  # inf once float32
+    # jsonData reaches the model as decoded JSON: np.asarray raised on these (a 500)
+    ([[1, 0, 0, 0], [1, 0]], r"features: expected numbers of shape \(N, 4\), got a list that is not a rectangular"),
+    ([[1, 0, 0, 0], 7], r"not a rectangular array"),
+    (json.loads("[" * 900 + "1" + "]" * 900), r"not a rectangular array"),  # past numpy's 64 dimensions
 ])
 def test_bad_features_are_a_bad_request(features, message):
     with pytest.raises(BadRequest, match=message):
@@ -164,9 +168,11 @@ def test_nan_scores_go_to_the_fallback_with_no_class_or_probability():
 
 
 def test_a_fallback_or_mapped_child_that_does_not_exist_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"fallback: child 7 is not -2, -1, 0..3 \(one child per label"):
+    with pytest.raises(ConfigError, match=r"fallback: unknown child 7 \(children: 0, 1, 2, 3\); expected a name or an "
+                                          r"index 0..3, or -1 \(all children\) or -2 \(none\) \(one child per label"):
         ClassifierRouter(model=one_hot_model(), input_shape="4", labels="a:b:c:d", min_confidence=0.9, fallback=7)
-    with pytest.raises(ConfigError, match=r"fallback: child 2 is not -2, -1, 0..1"):
+    with pytest.raises(ConfigError, match=r"fallback: unknown child 2 \(children: 0, 1\); expected .* index 0..1, "
+                                          r"or -1 \(all children\) or -2 \(none\)"):
         ClassifierRouter(model=one_hot_model(), input_shape="4", n_branches=2, fallback=2)
     router = loaded(labels="a:b:c:d", min_confidence=0.9, fallback=3)
     assert router.classify(np.full((1, 4), 0.25)).child == 3
@@ -254,9 +260,9 @@ def test_labels_must_match_the_model():
     ({"model": one_hot_model(), "input_shape": "a,b"}, "input_shape"),
     ({"model": one_hot_model(), "class_to_child": "{not json"}, "class_to_child: not valid JSON"),
     ({"model": one_hot_model(), "class_to_child": [0, "nope"]}, r"class_to_child\[1\]"),
-    ({"model": one_hot_model(), "class_to_child": [0, 2], "n_branches": 2}, r"class_to_child\[1\]: child 2"),
-    ({"model": one_hot_model(), "fallback": -3}, "fallback: child -3"),
-    ({"model": one_hot_model(), "fallback": "other", "branch_names": "a:b"}, "fallback: 'other'"),
+    ({"model": one_hot_model(), "class_to_child": [0, 2], "n_branches": 2}, r"class_to_child\[1\]: unknown child 2 \(children: 0, 1\)"),
+    ({"model": one_hot_model(), "fallback": -3}, "fallback: unknown child -3"),
+    ({"model": one_hot_model(), "fallback": "other", "branch_names": "a:b"}, r"fallback: unknown child 'other' \(children: a, b\)"),
 ])
 def test_invalid_configuration_names_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field):

@@ -1,11 +1,14 @@
 """The matchers as pure functions: tables of (matcher config, value, expected)."""
 
+import json
 import re
 
 import pytest
 
 from seldon_routers import ConfigError
-from seldon_routers.routers.rules.matchers import PATH_KINDS, as_text, glob_regex, json_field, string_matcher
+from seldon_routers.errors import BadRequest
+from seldon_routers.routers.rules.matchers import (PATH_KINDS, as_text, glob_regex, json_field, path_pattern,
+                                                   string_matcher)
 
 MISSING = None
 
@@ -78,6 +81,45 @@ def test_double_star_must_be_last_whole_segment(pattern):
         string_matcher({"glob": pattern}, "path", PATH_KINDS)
 
 
+# A ModelRoute `path` string: no `*` is exact, a single trailing `*` a prefix (kthena's
+# StringMatch has exact, prefix and regex), any other `*` the project's glob.
+@pytest.mark.parametrize("text, spec, path, expected", [
+    ("/v1/models/production/*", {"prefix": "/v1/models/production/"}, "/v1/models/production/infer", True),
+    ("/v1/models/production/*", {"prefix": "/v1/models/production/"}, "/v1/models/production/", True),
+    ("/v1/models/production/*", {"prefix": "/v1/models/production/"}, "/v1/models/production/versions/2/infer", True),
+    ("/v1/models/production/*", {"prefix": "/v1/models/production/"}, "/v1/models/production", False),
+    ("/v1/models/production/*", {"prefix": "/v1/models/production/"}, "/v1/models/productionX/infer", False),
+    ("/v1/models/production/*", {"prefix": "/v1/models/production/"}, "/route", False),
+    ("/v1/models/prod*", {"prefix": "/v1/models/prod"}, "/v1/models/production/infer", True),
+    ("/v1/models/test/infer", {"exact": "/v1/models/test/infer"}, "/v1/models/test/infer", True),
+    ("/v1/models/test/infer", {"exact": "/v1/models/test/infer"}, "/v1/models/test/infer/", False),
+    ("/route", {"exact": "/route"}, "/route", True),
+    ("/v1/models/*/infer", {"glob": "/v1/models/*/infer"}, "/v1/models/test/infer", True),
+    ("/v1/models/*/infer", {"glob": "/v1/models/*/infer"}, "/v1/models/a/b/infer", False),
+    ("/v1/models/**", {"glob": "/v1/models/**"}, "/v1/models", True),
+    ("/v1/models/**", {"glob": "/v1/models/**"}, "/v1/models/a/b", True),
+    ("/v1/models/*/versions/*", {"regex": "/v1/models/[^/]+/versions/.*"}, "/v1/models/a/versions/2/infer", True),
+    ("/v1/models/*/versions/*", {"regex": "/v1/models/[^/]+/versions/.*"}, "/v1/models/a/b/versions/2", False),
+    ("/v1.0/*", {"prefix": "/v1.0/"}, "/v1x0/predict", False),  # . is literal
+    ("/a+b/*/c*", {"regex": r"/a\+b/[^/]+/c.*"}, "/a+b/x/cd/e", True),
+])
+def test_path_pattern(text, spec, path, expected):
+    assert path_pattern(text, "f") == spec
+    assert string_matcher(spec, "f", PATH_KINDS)(path) is expected
+
+
+@pytest.mark.parametrize("text, match", [
+    ("", r"f: expected a path"),
+    (3, r"f: expected a path"),
+    ("/a/**/b", r"f: '\*\*' must be the whole last segment"),
+    ("/a/**/b*", r"f: '\*\*' must be the whole last segment"),
+    ("/a/***", r"f: '\*\*' must be the whole last segment"),
+])
+def test_bad_path_pattern_names_the_field(text, match):
+    with pytest.raises(ConfigError, match=match):
+        path_pattern(text, "f")
+
+
 @pytest.mark.parametrize("spec, match", [
     ({}, "exactly one of"),
     ({"exact": "a", "prefix": "b"}, "exactly one of"),
@@ -127,3 +169,15 @@ def test_bad_json_path(path):
 
 def test_as_text():
     assert [as_text(v) for v in ("x", True, False, 3, 2.5, None)] == ["x", "true", "false", "3", "2.5", None]
+
+
+def test_as_text_of_a_value_nested_too_deep_is_a_bad_request_naming_the_field():
+    """json.dumps raised RecursionError (a 500) on a tag nested ~1000 deep; the limit is a
+    fixed depth, not wherever the stack happens to run out."""
+    deep = json.loads("[" * 900 + "1" + "]" * 900)
+    with pytest.raises(BadRequest, match=r"^meta.tags.tier: nested deeper than 64 levels"):
+        as_text(deep, "meta.tags.tier")
+    with pytest.raises(BadRequest, match=r"^jsonData.model: nested deeper"):
+        json_field("model", "rules[0].match.json.model")({"model": {"a": deep}})
+    ok = json.loads("[" * 64 + "]" * 64)  # 64 levels: within the limit
+    assert as_text(ok) == "[" * 64 + "]" * 64

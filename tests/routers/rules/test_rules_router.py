@@ -198,7 +198,7 @@ def test_model_route_identical_matches_form_one_weighted_group():
     tags = {router.decide(req(path="/route")).child: router.decide(req(path="/route")).tags for _ in range(200)}
     assert tags[0] == {"rule": "chat-stable", "route": 0, "branch": "stable", "propensity": 0.9, "timeout": "30s"}
     assert tags[1] == {"rule": "chat-stable", "route": 1, "branch": "canary", "propensity": 0.1, "timeout": "30s",
-                       "retries": {"attempts": 2}}
+                       "retries": 2}
     assert router.decide(req(path="/seldon.protos.Router/Route")).tags == {
         "route": 2, "branch": "fallback", "propensity": 1.0, "fallback": True}
 
@@ -208,7 +208,7 @@ def test_model_route_state_reports_what_it_does_not_enforce():
     assert state["format"] == "ModelRoute" and state["fallback"] == "fallback"
     assert state["rules"] == [{"rule": "chat-stable", "to": {"stable": 0.9, "canary": 0.1},
                                "not_enforced": {"stable": {"timeout": "30s"},
-                                                "canary": {"timeout": "30s", "retries": {"attempts": 2}}}}]
+                                                "canary": {"timeout": "30s", "retries": 2}}}]
     assert "graph engine" in state["note"]
 
 

@@ -135,8 +135,8 @@ def test_model_route_tags_and_state_through_the_server():
                 seen[tags["branch"]] = tags
         assert set(seen) == {"stable", "canary"}
         assert seen["canary"] == {"rule": "chat-stable", "route": 1, "branch": "canary", "propensity": 0.1,
-                                  "timeout": "30s", "retries": {"attempts": 2}}
+                                  "timeout": "30s", "retries": 2}
         assert grpc_route(rp.grpc_target)["fallback"] is True  # the gRPC path is not /route
         state = requests.get(rp.url + "/state", timeout=10).json()
         assert state["router"] == "rules" and state["state"]["format"] == "ModelRoute"
-        assert state["state"]["rules"][0]["not_enforced"]["canary"] == {"timeout": "30s", "retries": {"attempts": 2}}
+        assert state["state"]["rules"][0]["not_enforced"]["canary"] == {"timeout": "30s", "retries": 2}

@@ -1,6 +1,6 @@
 """`time-of-day`: windows of local wall-clock time (and weekdays) in a named time zone,
 each to a child or a weighted (optionally sticky) choice of children; outside every window
-to `default`, else a 404 NO_ROUTE. The schedule's semantics live in _schedule.py."""
+to `default`, else a 404 NO_ROUTE. The schedule's semantics live in schedule.py."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from ..errors import NoRoute
-from ..request import Request
-from ..router import Decision, Router
-from ._arms import parse_list
-from ._schedule import day_names, format_time, load
+from ...errors import NoRoute
+from ...request import Request
+from ...router import Decision, Router
+from .._params import integer, items, optional
+from .schedule import day_names, format_time, load
 
 
 class _Slot:
@@ -43,6 +43,9 @@ class TimeOfDay(Router):
     seed: seeds this instance's own generator for weighted choices (0 is a seed).
     sticky_key: header:NAME or tag:NAME; overrides the config's: the same key, the same child.
     clock: returns the time now as POSIX seconds (default time.time); for tests, not Seldon.
+
+    Under Seldon's wrapper the clock decides as here; a tag:NAME sticky key works (it passes
+    meta), a header:NAME one sees no headers and draws at random.
     """
 
     name = "time-of-day"
@@ -52,13 +55,13 @@ class TimeOfDay(Router):
                  branch_names: Union[str, list, None] = None, n_branches: Optional[int] = None,
                  timezone: Optional[str] = None, seed: Optional[int] = None, sticky_key: Optional[str] = None,
                  clock: Optional[Callable[[], float]] = None):
-        names = parse_list(branch_names, "branch_names") if branch_names is not None else None
+        names = optional(items, branch_names, "branch_names")
         self.schedule = load(config, config_file, names, n_branches, timezone, sticky_key)
         self.branch_names = self.schedule.children
         self.n_children = len(self.branch_names)
         self.windows = self.schedule.windows
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
+        self.seed = optional(integer, seed, "seed")
+        self.rng = np.random.default_rng(self.seed)
         self.clock = time.time if clock is None else clock
         self._slots = [_Slot(w.choice, self.branch_names, str(w.label), {"window": w.label}, {}) for w in self.windows]
         default = self.schedule.default
@@ -86,11 +89,6 @@ class TimeOfDay(Router):
         if u is None:
             return slot.drawn[slot.choice.pick(self.rng.random())]
         return slot.sticky[slot.choice.pick(u)]
-
-    def route(self, features, feature_names, **kwargs) -> int:
-        """Seldon's wrapper entry: the clock decides; a tag:NAME sticky key works here
-        (meta is passed), a header:NAME one sees no headers and draws at random."""
-        return self.decide(Request(features, feature_names, meta=kwargs.get("meta"))).child
 
     def _weights(self, choice) -> dict:
         return {self.branch_names[c]: w for c, w in zip(choice.children, choice.weights)}

@@ -19,7 +19,7 @@ from seldon_routers import ConfigError, NoRoute, Request, params
 from seldon_routers.request import Headers
 from seldon_routers.routers.time_of_day import TimeOfDay
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 UTC, LONDON, NEW_YORK = ZoneInfo("UTC"), ZoneInfo("Europe/London"), ZoneInfo("America/New_York")
 
 

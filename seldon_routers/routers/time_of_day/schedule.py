@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 from typing import Any, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..errors import ConfigError
-from ._config import child_names, named_entries, read_document, targets
-from ._config import sticky_key as read_sticky_key
-from ._weights import WeightedChoice
+from ...errors import ConfigError
+from .._config import child_names, named_entries, read_document, targets
+from .._config import sticky_key as read_sticky_key
+from .._weights import WeightedChoice
 
 TOP_KEYS = ("timezone", "children", "default", "sticky_key", "windows")
 WINDOW_KEYS = ("name", "days", "start", "end", "to")
