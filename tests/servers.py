@@ -219,7 +219,7 @@ class InProcessServer:
         if self.grpc_server is not None:
             await self.grpc_server.stop(None)
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.dp.store.stop()
+        await self.dp.stop()  # as `serve` ends: the store's last flush, then the router's close()
 
     def stop(self) -> None:
         self._call(self._stop())

@@ -1,66 +1,45 @@
 """Bad input that fuzzing served routers answered with a 5xx, or accepted and let change
-state (issue 11, section 6), behind real `seldon-router serve` processes. Each case is the
+state (issue 11, section 6), behind real servers in process (tests/servers.py serving: the
+routers built from string parameters as `seldon-router serve` builds them). Each case is the
 client's fault: a 400 / INVALID_ARGUMENT naming the field that changes nothing, or, where
 the input is valid (a negative reward for a router whose rewards are any real number), a
 success applied exactly once. Over REST and gRPC wherever the wire can carry the input."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
 import requests
 from google.protobuf import json_format
-from prometheus_client.parser import text_string_to_metric_families
 
 from seldon_routers.proto import prediction_pb2 as pb
-from server_cases import REPO, router_env, serve
+from servers import serving
+from support import scrape
 
-CLASSIFIER_MODELS = REPO / "tests" / "routers" / "classifier"  # classifier_models.LinearClassifier
 RULES = {"children": ["a", "b"], "fallback": "a",
          "rules": [{"name": "tier", "match": {"tags": {"tier": "gold"}}, "to": "b"},
                    {"name": "model", "match": {"json": {"model": {"prefix": "llama"}}}, "to": "b"}]}
-# name -> (unit id, serve arguments)
+# name -> (unit id, router, its parameters); classifier_models is tests/routers/classifier's
 ROUTERS = {
-    "lin-ucb": ("lin", ("lin-ucb", "--param", "n_branches=2", "--param", "seed=0")),
-    "thompson": ("ts", ("thompson-sampling", "--param", "n_branches=2", "--param", "seed=0")),
-    "canary": ("cn", ("canary", "--param", "min_reward=0.5", "--param", "interval=3600", "--param", "seed=0",
-                      "--param", "sticky_key=tag:user")),
-    "ab-test": ("ab", ("ab-test", "--param", "weights=1:1", "--param", "seed=0")),
-    "rules": ("rules", ("rules", "--param", f"config={json.dumps(RULES)}")),
-    "classifier": ("clf", ("classifier_models.LinearClassifier",)),
+    "lin-ucb": ("lin", "lin-ucb", ("n_branches=2", "seed=0")),
+    "thompson": ("ts", "thompson-sampling", ("n_branches=2", "seed=0")),
+    "canary": ("cn", "canary", ("min_reward=0.5", "interval=3600", "seed=0", "sticky_key=tag:user")),
+    "ab-test": ("ab", "ab-test", ("weights=1:1", "seed=0")),
+    "rules": ("rules", "rules", (f"config={json.dumps(RULES)}",)),
+    "classifier": ("clf", "classifier_models.LinearClassifier", ()),
 }
 OK, BAD = "ok", "bad"
 
 
 @pytest.fixture(scope="module")
 def served():
-    """Every router of ROUTERS in its own process, started concurrently."""
-    def start(name):
-        unit, args = ROUTERS[name]
-        env = router_env()
-        env["PYTHONPATH"] = os.pathsep.join([str(CLASSIFIER_MODELS), env["PYTHONPATH"]])
-        # serve() retries a port taken between picking and binding; the env adds the toy models
-        return serve(*args, "--unit-id", unit, env=env)
-
-    with ThreadPoolExecutor(len(ROUTERS)) as pool:
-        futures = {name: pool.submit(start, name) for name in ROUTERS}
-        started, errors = {}, []
-        for name, future in futures.items():
-            try:
-                started[name] = future.result()
-            except Exception as exc:  # noqa: BLE001  stop the others before failing
-                errors.append(f"{name}: {exc}")
-    try:
-        if errors:
-            raise RuntimeError("could not start router processes: " + "; ".join(errors))
-        yield started
-    finally:
-        for rp in started.values():
-            rp.stop()
+    """Every router of ROUTERS, each served in process."""
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(serving(spec, *pairs, unit_id=unit))
+               for name, (unit, spec, pairs) in ROUTERS.items()}
 
 
 def unit(name: str) -> str:
@@ -93,13 +72,6 @@ def state(rp) -> dict:
     r = requests.get(rp.url + "/state", timeout=10)
     assert r.status_code == 200, r.text
     return r.json()["state"]
-
-
-def scrape(rp) -> dict:
-    """{(sample name, frozenset(labels)): value} from the metrics port."""
-    text = requests.get(f"http://127.0.0.1:{rp.metrics_port}/metrics", timeout=10).text
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def feedback(name: str, routing=0, reward=1.0, request=None, puid: str = "", tags=None) -> dict:

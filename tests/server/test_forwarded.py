@@ -21,6 +21,7 @@ from seldon_routers.proto import prediction_pb2 as pb
 from seldon_routers.server import forwarded
 from seldon_routers.server.flask import create_app
 from server_cases import REPO, ThreadedWerkzeug, serve
+from support import scrape
 
 CONFIG = {"children": ["chat", "beta", "general"], "fallback": "general", "rules": [
     {"name": "chat", "match": {"path": {"glob": "/v1/chat/**"}}, "to": "chat"},
@@ -163,17 +164,16 @@ def test_rest_a_repeated_forwarded_path_is_a_400(default, path, body):
                             "given 2 times")
 
 
-def _routes_total(metrics_port: int) -> float:
-    text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("seldon_router_routes_total{"))
+def _routes_total(rp) -> float:
+    return scrape(rp).total("seldon_router_routes_total")
 
 
 def test_a_bad_forwarded_path_routes_nothing(default):
-    before = _routes_total(default.metrics_port)
+    before = _routes_total(default)
     assert _post(default.url, "/route", MESSAGE, [(HEADER, "v1/chat")])[0] == 400
-    assert _routes_total(default.metrics_port) == before
+    assert _routes_total(default) == before
     route(default.url, {HEADER: "/v1/chat/x"})
-    assert _routes_total(default.metrics_port) == before + 1  # what the count would have shown
+    assert _routes_total(default) == before + 1  # what the count would have shown
 
 
 def _grpc_route(rp, metadata=()) -> int:

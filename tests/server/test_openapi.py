@@ -14,7 +14,8 @@ import requests
 from seldon_routers import ABTest
 from seldon_routers.server.flask import create_app
 from seldon_routers.server.rest import ENDPOINTS
-from server_cases import REPO, ThreadedWerkzeug, serve
+from server_cases import REPO, ThreadedWerkzeug
+from servers import serving
 
 DOCUMENT = REPO / "seldon_routers" / "server" / "openapi" / "seldon.json"
 HTTP_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
@@ -81,9 +82,8 @@ def test_the_document_lists_exactly_the_endpoint_table(doc):
 
 @pytest.fixture(scope="module")
 def uvicorn_server():
-    rp = serve("ab-test", "--param", "n_branches=2", "--unit-id", "ab")
-    yield rp
-    rp.stop()
+    with serving("ab-test", "n_branches=2", unit_id="ab") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from grpc_health.v1 import health_pb2
 from seldon_routers import ABTest
 from seldon_routers.proto import prediction_pb2 as pb
 from seldon_routers.server.flask import create_app
-from server_cases import ThreadedWerkzeug, assert_seldon_error, serve
+from server_cases import ThreadedWerkzeug, assert_seldon_error
+from servers import serving
 
 UNIT = "ab"
 MESSAGE = {"data": {"names": ["a", "b"], "tensor": {"shape": [1, 2], "values": [1.0, 2.0]}},
@@ -29,10 +30,10 @@ class TaggedABTest(ABTest):
 
 
 @pytest.fixture(scope="module")
-def process():
-    rp = serve("ab-test", "--param", "n_branches=2", "--unit-id", UNIT)
-    yield rp
-    rp.stop()
+def uvicorn_server():
+    """The uvicorn and gRPC side: ab-test served in process."""
+    with serving("ab-test", "n_branches=2", unit_id=UNIT) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def flask_server():
 
 @pytest.fixture(scope="module", params=["uvicorn", "flask"])
 def url(request) -> str:
-    return (request.getfixturevalue("process") if request.param == "uvicorn"
+    return (request.getfixturevalue("uvicorn_server") if request.param == "uvicorn"
             else request.getfixturevalue("flask_server")).url
 
 
@@ -122,8 +123,8 @@ def _grpc_message() -> pb.SeldonMessage:
 
 
 @pytest.mark.parametrize("method", ["/seldon.protos.Model/Predict", "/seldon.protos.Seldon/Predict"])
-def test_grpc_predict(process, method):
-    reply = _call(process, method, _grpc_message())
+def test_grpc_predict(uvicorn_server, method):
+    reply = _call(uvicorn_server, method, _grpc_message())
     assert reply.data.WhichOneof("data_oneof") == "ndarray" and len(reply.data.ndarray.values) == 0
     assert reply.meta.puid == "p-1" and reply.meta.tags["user"].string_value == "u1"
 
@@ -131,45 +132,45 @@ def test_grpc_predict(process, method):
 @pytest.mark.parametrize("method", ["/seldon.protos.Generic/TransformInput", "/seldon.protos.Generic/TransformOutput",
                                     "/seldon.protos.Transformer/TransformInput",
                                     "/seldon.protos.OutputTransformer/TransformOutput"])
-def test_grpc_transform_echoes(process, method):
-    assert _call(process, method, _grpc_message()) == _grpc_message()
+def test_grpc_transform_echoes(uvicorn_server, method):
+    assert _call(uvicorn_server, method, _grpc_message()) == _grpc_message()
 
 
 @pytest.mark.parametrize("method", ["/seldon.protos.Generic/Aggregate", "/seldon.protos.Combiner/Aggregate"])
-def test_grpc_aggregate_is_unimplemented(process, method):
+def test_grpc_aggregate_is_unimplemented(uvicorn_server, method):
     with pytest.raises(grpc.RpcError) as exc:
-        _call(process, method, pb.SeldonMessageList(seldonMessages=[_grpc_message()]))
+        _call(uvicorn_server, method, pb.SeldonMessageList(seldonMessages=[_grpc_message()]))
     assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "only a COMBINER aggregates" in exc.value.details()
 
 
-def test_grpc_graph_metadata_is_unimplemented(process):
+def test_grpc_graph_metadata_is_unimplemented(uvicorn_server):
     with pytest.raises(grpc.RpcError) as exc:
-        _call(process, "/seldon.protos.Seldon/GraphMetadata", empty_pb2.Empty())
+        _call(uvicorn_server, "/seldon.protos.Seldon/GraphMetadata", empty_pb2.Empty())
     assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED and "GraphMetadata" in exc.value.details()
 
 
 @pytest.mark.parametrize("method", ["/seldon.protos.Model/Metadata", "/seldon.protos.Seldon/ModelMetadata"])
-def test_grpc_metadata_is_the_rest_document(process, method):
-    reply = _call(process, method, empty_pb2.Empty(), pb.SeldonModelMetadata)
-    rest = requests.get(process.url + "/metadata", timeout=5).json()
+def test_grpc_metadata_is_the_rest_document(uvicorn_server, method):
+    reply = _call(uvicorn_server, method, empty_pb2.Empty(), pb.SeldonModelMetadata)
+    rest = requests.get(uvicorn_server.url + "/metadata", timeout=5).json()
     assert reply.name == rest["name"] == "ab-test"
     # custom is a string map in Seldon's proto: non-strings travel as their JSON text
     assert dict(reply.custom) == {k: v if isinstance(v, str) else str(v) for k, v in rest["custom"].items()}
 
 
-def test_grpc_bad_data_is_invalid_argument(process):
+def test_grpc_bad_data_is_invalid_argument(uvicorn_server):
     msg = pb.SeldonMessage()
     msg.data.tensor.shape.extend([3])
     msg.data.tensor.values.extend([1.0])
     for method in ("/seldon.protos.Model/Predict", "/seldon.protos.Generic/TransformInput"):
         with pytest.raises(grpc.RpcError) as exc:
-            _call(process, method, msg)
+            _call(uvicorn_server, method, msg)
         assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
 
 
 @pytest.mark.parametrize("service", ["Transformer", "OutputTransformer", "Combiner", "Seldon"])
-def test_grpc_health_reports_every_service_served(process, service):
-    reply = _call(process, "/grpc.health.v1.Health/Check",
+def test_grpc_health_reports_every_service_served(uvicorn_server, service):
+    reply = _call(uvicorn_server, "/grpc.health.v1.Health/Check",
                   health_pb2.HealthCheckRequest(service=f"seldon.protos.{service}"), health_pb2.HealthCheckResponse)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
