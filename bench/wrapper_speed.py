@@ -26,6 +26,7 @@ the Seldon venv): a count, steady whatever else the machine is doing.
     python bench/wrapper_speed.py                       # both pairs, 2 rounds, 5 s each
     python bench/wrapper_speed.py --rows ab-test --hooks --rounds 3
     python bench/wrapper_speed.py --ours-pythonpath /path/to/a/checkout   # a local change
+    python bench/wrapper_speed.py --candidate /path/to/a/checkout   # it, beside the venv's
 """
 
 from __future__ import annotations
@@ -131,41 +132,51 @@ def checked_route(port: int, n: int) -> int:
     return route
 
 
-def wrapper_env(venv: Path, args) -> dict:
+def wrapper_env(venv: Path, pythonpath: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(venv)
-    # the same path for every server; the working tree stays off it (the wrapper adds its
-    # cwd to sys.path), so ours is the copy installed in the venv unless --ours-pythonpath
-    env["PYTHONPATH"] = ":".join(p for p in (args.ours_pythonpath, str(INCUMBENTS)) if p)
+    # the working tree stays off the path (the wrapper adds its cwd to sys.path), so ours
+    # is the copy installed in the venv unless a directory comes first
+    env["PYTHONPATH"] = ":".join(p for p in (pythonpath, str(INCUMBENTS)) if p)
     return env
 
 
 def servers(row: str, args) -> dict:
-    """{variant: module.Class} of a row, in the order they run in an even round."""
-    variants = dict(ROWS[row][2])
+    """{variant: (module.Class, directory first on its PYTHONPATH)} of a row, in the order
+    they run in an even round."""
+    variants = {v: (cls, args.ours_pythonpath) for v, cls in ROWS[row][2].items()}
+    if args.candidate:
+        variants["candidate"] = (ROWS[row][2]["ours"], args.candidate)
     if row == "ab-test" and args.hooks:
-        variants.update(HOOK_VARIANTS)
+        variants.update((v, (cls, args.ours_pythonpath)) for v, cls in HOOK_VARIANTS.items())
     return variants
 
 
 def manager_calls(venv: Path, args, rows: list, tmp: Path) -> dict:
-    """{module.Class: calls to the wrapper's metrics Manager per Route}, counted in process
-    by bench/wrapper_calls.py in the Seldon venv: the cause of the gap, without timing."""
-    classes = {cls: [cls, json.loads(ROWS[row][0])] for row in rows
-               for cls in servers(row, args).values()}
-    out = subprocess.run([str(venv / "bin" / "python"), str(serving.BENCH / "wrapper_calls.py"),
-                          json.dumps(classes)], check=False, env=wrapper_env(venv, args), cwd=tmp,
-                         capture_output=True, text=True, timeout=120)
-    if out.returncode != 0:
-        raise BenchError(f"bench/wrapper_calls.py failed:\n{out.stderr[-2000:]}")
-    return {cls: v["calls"] for cls, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
+    """{(row, variant): calls to the wrapper's metrics Manager per Route}, counted in
+    process by bench/wrapper_calls.py in the Seldon venv: the cause of the gap, no timing."""
+    by_path: dict = {}
+    for row in rows:
+        for variant, (cls, path) in servers(row, args).items():
+            by_path.setdefault(path, {})[f"{row}/{variant}"] = [cls, json.loads(ROWS[row][0])]
+    calls = {}
+    for path, classes in by_path.items():
+        out = subprocess.run(
+            [str(venv / "bin" / "python"), str(serving.BENCH / "wrapper_calls.py"),
+             json.dumps(classes)], check=False, env=wrapper_env(venv, path), cwd=tmp,
+            capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise BenchError(f"bench/wrapper_calls.py failed:\n{out.stderr[-2000:]}")
+        for key, v in json.loads(out.stdout.strip().splitlines()[-1]).items():
+            calls[tuple(key.split("/", 1))] = v["calls"]
+    return calls
 
 
-def run_one(label: str, cls: str, params: str, n: int, venv: Path, args, tmp: Path,
-            current: list) -> dict:
+def run_one(label: str, cls: str, pythonpath: str | None, params: str, n: int, venv: Path,
+            args, tmp: Path, current: list) -> dict:
     hp, gp, mp = free_port(), free_port(), free_port()
-    env = wrapper_env(venv, args)
+    env = wrapper_env(venv, pythonpath)
     cwd = tmp / "cwd"
     cwd.mkdir(exist_ok=True)
     srv = Server(label, [
@@ -187,7 +198,7 @@ def run_one(label: str, cls: str, params: str, n: int, venv: Path, args, tmp: Pa
         res["processes"] = len(serving.session_pids(srv.sid))
     finally:
         srv.stop()
-    res.update(label=label, cls=cls, wrapper_config=config)
+    res.update(label=label, cls=cls, pythonpath=pythonpath, wrapper_config=config)
     flag = "" if not res["problems"] else "  !! " + "; ".join(res["problems"])
     print(f"{res['rps']:>8.0f} req/s  p50 {res['p50_ms']:6.2f} ms  "
           f"{res['server_cpu_us_per_req']:>5.0f} us CPU/req  other {res['other_cpu_pct']:>3.0f}%  "
@@ -210,6 +221,9 @@ def main() -> int:
                    "scripts/seldon_env.sh prints; it installs this checkout's package there)")
     p.add_argument("--ours-pythonpath", metavar="DIR",
                    help="import seldon_routers from DIR instead of the venv's installed copy")
+    p.add_argument("--candidate", metavar="DIR",
+                   help="add to every row ours imported from DIR (a checkout with a change), "
+                        "beside ours from the venv, in the same rounds")
     p.add_argument("--json", nargs="?", const="auto", metavar="PATH",
                    help="also write the results (default bench/results/wrapper-speed-<time>.json)")
     p.add_argument("--start-timeout", type=float, default=90.0)
@@ -230,13 +244,18 @@ def main() -> int:
         print(f"wrapper speed: seldon-core-microservice from {venv}, wrk -t1 "
               f"-c{args.connections} -d{args.duration:g}s after {args.warmup:g}s warm-up, "
               f"{args.rounds} rounds, order alternating; {os.cpu_count()} CPUs", flush=True)
-        where = subprocess.run(
-            [str(venv / "bin" / "python"), "-c", "import seldon_routers; print(seldon_routers.__file__)"],
-            check=False, env=wrapper_env(venv, args), cwd=tmp, capture_output=True, text=True,
-            timeout=60)
-        if where.returncode != 0:
-            raise BenchError(f"seldon_routers does not import in {venv}:\n{where.stderr[-2000:]}")
-        print(f"ours: {where.stdout.strip()}", flush=True)
+        for label, path in (("ours", args.ours_pythonpath), ("candidate", args.candidate)):
+            if label == "candidate" and not path:
+                continue
+            where = subprocess.run(
+                [str(venv / "bin" / "python"), "-c",
+                 "import seldon_routers; print(seldon_routers.__file__)"],
+                check=False, env=wrapper_env(venv, path), cwd=tmp, capture_output=True,
+                text=True, timeout=60)
+            if where.returncode != 0:
+                raise BenchError(f"seldon_routers does not import in {venv} (PYTHONPATH "
+                                 f"{path}):\n{where.stderr[-2000:]}")
+            print(f"{label}: {where.stdout.strip()}", flush=True)
         args.manager_calls = manager_calls(venv, args, rows, tmp)
         for rnd in range(args.rounds):
             print(f"\n## round {rnd + 1} of {args.rounds}", flush=True)
@@ -247,8 +266,9 @@ def main() -> int:
                 order = list(variants.items())
                 if rnd % 2:
                     order.reverse()
-                for variant, cls in order:
-                    res = run_one(f"{row} {variant}", cls, params, n, venv, args, tmp, current)
+                for variant, (cls, path) in order:
+                    res = run_one(f"{row} {variant}", cls, path, params, n, venv, args, tmp,
+                                  current)
                     runs.setdefault(row, {}).setdefault(variant, []).append(res)
     except BenchError as e:
         print(f"\nERROR: {e}", file=sys.stderr)
@@ -285,19 +305,20 @@ def report(runs: dict, args, rows: list) -> int:
             each = " ".join(f"{r['rps']:.0f}" for r in rs)
             line = (f"  {row:<16}{variant:<17}{rs[0]['cls']:<40}{each:>18}{med:>8.0f}"
                     f"{ratio:>7.2f}x{cpu:>8.0f}{cpu / plain_cpu:>7.2f}x"
-                    f"{args.manager_calls.get(rs[0]['cls'], '?'):>5}")
-            if variant == "ours":
+                    f"{args.manager_calls.get((row, variant), '?'):>5}")
+            if variant in ("ours", "candidate"):
                 ok = ratio >= TARGET and not bad
                 verdicts.append(ok)
                 line += f"   {'PASS' if ok else 'FAIL'}"
             if bad:
                 line += "   !! " + "; ".join(bad)
             print(line)
-        paired = [o["rps"] / pl["rps"] for o, pl in zip(runs[row]["ours"], runs[row]["plain"])
-                  if pl["rps"]]
-        if paired:
-            print(f"  {'':<16}(ours/plain within each round: "
-                  f"{', '.join(f'{x:.2f}' for x in paired)})")
+        for variant in ("ours", "candidate"):
+            paired = [o["rps"] / pl["rps"] for o, pl in
+                      zip(runs[row].get(variant, []), runs[row]["plain"]) if pl["rps"]]
+            if paired:
+                print(f"  {'':<16}({variant}/plain within each round: "
+                      f"{', '.join(f'{x:.2f}' for x in paired)})")
     print("  req/s /plain: the verdict (median req/s over the plain class's); us/req: the "
           "server's CPU time per\n  request, all its processes (the Manager included), the "
           "steadier figure on a shared machine;\n  IPC: calls from the worker to the wrapper's "
@@ -315,7 +336,9 @@ def report(runs: dict, args, rows: list) -> int:
             "wrapper-speed-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"date": _dt.datetime.now().isoformat(timespec="seconds"),
-                                    "args": vars(args), "runs": runs}, indent=2, default=str) + "\n")
+                                    "args": {k: v for k, v in vars(args).items() if k != "manager_calls"},
+                                    "manager_calls": {f"{r}/{v}": n for (r, v), n in args.manager_calls.items()},
+                                    "runs": runs}, indent=2, default=str) + "\n")
         print(f"\nresults written to {path}")
     return 1 if problems or not all(verdicts) else 0
 
