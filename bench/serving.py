@@ -7,9 +7,13 @@ Compares, in one run and on one machine, three servers answering a Route call:
              gRPC: a bare grpc.aio server (uvloop) with raw-bytes (de)serializers
              Both answer a fixed reply {"data":{"names":["t:0"],"ndarray":[[1]]}}.
   ours       python -m seldon_routers.cli serve ab-test --param n_branches=3 ...
-  incumbent  seldon-core-microservice seldon_routers.ABTest --service-type ROUTER ...
-             (seldon-core 1.18.2 in its own venv, from scripts/seldon_env.sh; defaults for
-             gunicorn workers/threads and gRPC workers/threads, i.e. what users get)
+  incumbent  seldon-core-microservice plain_routers.PlainABTest --service-type ROUTER ...
+             a plain Seldon-style class (bench/incumbents/plain_routers.py, no
+             seldon_routers base class), i.e. what a user switching to us leaves, under
+             seldon-core 1.18.2 in its own venv, from scripts/seldon_env.sh; defaults for
+             gunicorn workers/threads and gRPC workers/threads, i.e. what users get.
+             --incumbent-class serves another class there (seldon_routers.ABTest: ours
+             under Seldon's wrapper)
 
 The servers are started one at a time (never concurrently), each in its own session, and
 the whole process group is killed afterwards. Load generators: wrk (REST, HTTP/1.1
@@ -57,6 +61,8 @@ RESULTS = BENCH / "results"
 REQUEST_JSON = '{"data":{"ndarray":[[1.0,2.0]]}}'
 ROUTE_PATH = "/seldon.protos.Router/Route"
 INCUMBENT_PARAMETERS = '[{"name":"n_branches","value":"3","type":"INT"}]'
+INCUMBENT_CLASS = "plain_routers.PlainABTest"  # in INCUMBENTS, which is on its PYTHONPATH
+INCUMBENTS = BENCH / "incumbents"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Targets printed beside the ratios.
@@ -493,7 +499,7 @@ def _show(raw: bytes, transport: str) -> str:
 
 def seldon_venv(args) -> Path:
     if args.seldon_env:
-        return Path(args.seldon_env)
+        return Path(args.seldon_env).resolve()  # the servers run in another cwd
     print("== building/locating the Seldon venv (scripts/seldon_env.sh) ...", flush=True)
     out = subprocess.run([str(ROOT / "scripts" / "seldon_env.sh")], capture_output=True,
                          text=True, timeout=1800)
@@ -539,9 +545,12 @@ def main() -> int:
                    help="also write results as JSON (default bench/results/serving-<time>.json)")
     p.add_argument("--seldon-env", help="path of the seldon-core 1.18.2 venv "
                    "(default: whatever scripts/seldon_env.sh prints)")
-    p.add_argument("--incumbent-class", default="seldon_routers.ABTest",
-                   help="module.Class the incumbent wrapper serves")
-    p.add_argument("--incumbent-pythonpath", help="prepended to PYTHONPATH for the incumbent")
+    p.add_argument("--incumbent-class", default=INCUMBENT_CLASS,
+                   help="module.Class the incumbent wrapper serves (default: the plain "
+                        f"Seldon-style {INCUMBENT_CLASS} from bench/incumbents; "
+                        "seldon_routers.ABTest: ours under the wrapper)")
+    p.add_argument("--incumbent-pythonpath", help="put before bench/incumbents on the "
+                   "incumbent's PYTHONPATH")
     p.add_argument("--grpc-ceiling-loop", choices=("uvloop", "asyncio"), default="uvloop",
                    help="event loop of the grpc.aio ceiling (default uvloop, as ours runs; "
                         "it is the faster of the two here)")
@@ -643,8 +652,9 @@ def main() -> int:
         env = dict(base_env)
         env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
         env["VIRTUAL_ENV"] = str(venv)
-        if args.incumbent_pythonpath:
-            env["PYTHONPATH"] = args.incumbent_pythonpath
+        # bench/incumbents only, never the working tree: seldon_routers comes from the venv
+        env["PYTHONPATH"] = ":".join(
+            p for p in (args.incumbent_pythonpath, str(INCUMBENTS)) if p)
         inc_dir = tmp / "incumbent-cwd"  # keep the working tree off sys.path
         inc_dir.mkdir(exist_ok=True)
         srv = Server("incumbent", [
@@ -658,6 +668,7 @@ def main() -> int:
                        srv, args.start_timeout)
             cfg = incumbent_config(srv.log_path.read_text(errors="replace"))
             results["incumbent_config"] = cfg
+            results["incumbent_class"] = args.incumbent_class
             print("   incumbent defaults: " + (", ".join(
                 f"{k}={v}" for k, v in cfg.items()) or "(not found in its log)") +
                   f"; {len(session_pids(srv.sid))} processes", flush=True)
@@ -751,8 +762,9 @@ def report(results: dict, args, want: list[str]) -> bool:
               "; those numbers are noisy")
     print()
     cfg = results.get("incumbent_config")
-    if cfg:
-        print("incumbent ran with its defaults: " + ", ".join(f"{k}={v}" for k, v in cfg.items()))
+    if cfg is not None:
+        print(f"incumbent served {results.get('incumbent_class')} with the wrapper's defaults: "
+              + (", ".join(f"{k}={v}" for k, v in cfg.items()) or "(not found in its log)"))
         print()
 
     if args.repeat > 1:
