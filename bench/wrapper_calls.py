@@ -1,12 +1,15 @@
-"""Run in the Seldon venv by wrapper_speed.py: how many calls to the wrapper's metrics
-Manager process (multiprocessing proxies behind SeldonMetrics) one Route makes, per class.
+"""Run in the Seldon venv: how many calls to the wrapper's metrics Manager process
+(multiprocessing proxies behind SeldonMetrics) one Route and one SendFeedback make, per
+class. Each call is a round trip to another process; a count, not a timing, so it reads the
+same on a busy machine as on an idle one. bench/wrapper_speed.py prints it beside the
+throughput; tests/interop/test_interop_cost.py asserts on it.
 
     <seldon venv>/bin/python bench/wrapper_calls.py '{"label": ["module.Class", params]}'
 
-params is the --parameters JSON list. It calls seldon_core.seldon_methods.route (what the
-wrapper's REST and gRPC handlers call) once to warm up, then counts the proxy calls of a
-second Route. Prints {"label": {"calls": N, "methods": [...]}} as JSON. A count, not a
-timing: each call is a round trip to another process, whatever the machine's load.
+params is the --parameters JSON list. For each class it calls what the wrapper's REST and
+gRPC handlers call (seldon_core.seldon_methods.route, then send_feedback for the child that
+route chose) once to warm up, then counts a second pair. Prints {"label": {"route": N,
+"feedback": N, "methods": [...the Route's calls]}} as JSON.
 """
 
 import importlib
@@ -17,6 +20,22 @@ from multiprocessing import managers
 from seldon_core import seldon_methods
 from seldon_core.metrics import SeldonMetrics
 from seldon_core.microservice import parse_parameters
+from seldon_core.utils import json_to_feedback
+
+
+def count(model, metrics, calls: list) -> dict:
+    request = {"data": {"ndarray": [[1.0, 2.0]]}}
+    out = {}
+    for _ in ("warm-up", "counted"):
+        calls.clear()
+        route = seldon_methods.route(model, request, metrics)["data"]["ndarray"][0][0]
+        out["route"], out["methods"] = len(calls), list(calls)
+        feedback = json_to_feedback({"request": request, "reward": 1.0,
+                                     "response": {"meta": {"routing": {"0": route}}}})
+        calls.clear()
+        seldon_methods.send_feedback(model, feedback, "0", metrics)
+        out["feedback"] = len(calls)
+    return out
 
 
 def main() -> None:
@@ -30,15 +49,11 @@ def main() -> None:
 
     managers.BaseProxy._callmethod = counting
     metrics = SeldonMetrics()
-    request = {"data": {"ndarray": [[1.0, 2.0]]}}
     out = {}
     for label, (interface, params) in classes.items():
         module, _, name = interface.rpartition(".")
         model = getattr(importlib.import_module(module), name)(**parse_parameters(params))
-        seldon_methods.route(model, request, metrics)
-        calls.clear()
-        seldon_methods.route(model, request, metrics)
-        out[label] = {"calls": len(calls), "methods": list(calls)}
+        out[label] = count(model, metrics, calls)
     print(json.dumps(out))
 
 

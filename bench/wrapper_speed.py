@@ -169,7 +169,7 @@ def manager_calls(venv: Path, args, rows: list, tmp: Path) -> dict:
         if out.returncode != 0:
             raise BenchError(f"bench/wrapper_calls.py failed:\n{out.stderr[-2000:]}")
         for key, v in json.loads(out.stdout.strip().splitlines()[-1]).items():
-            calls[tuple(key.split("/", 1))] = v["calls"]
+            calls[tuple(key.split("/", 1))] = v["route"]
     return calls
 
 

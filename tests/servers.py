@@ -34,13 +34,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@dataclass
-class RouterProcess:
-    proc: subprocess.Popen
-    http_port: int
-    grpc_port: int
-    metrics_port: int
-    log: Optional[Path] = None  # stdout and stderr, together
+class Addresses:
+    """Where a test server listens: its http_port and grpc_port, on 127.0.0.1."""
 
     @property
     def url(self) -> str:
@@ -49,6 +44,15 @@ class RouterProcess:
     @property
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+
+@dataclass
+class RouterProcess(Addresses):
+    proc: subprocess.Popen
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    log: Optional[Path] = None  # stdout and stderr, together
 
     def output(self) -> str:
         """What the process has printed so far (stdout and stderr)."""
@@ -141,7 +145,7 @@ def _event_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-class InProcessServer:
+class InProcessServer(Addresses):
     """A router served in this process by the server's own parts: its DataPlane, RestApp on
     uvicorn (httptools, as `serve` runs it), the grpc.aio servicers and health service, and
     the metrics app, each on a free 127.0.0.1 port. It has a RouterProcess's url,
@@ -164,14 +168,6 @@ class InProcessServer:
         except BaseException:
             self.stop()
             raise
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
 
     def _call(self, coro, timeout: float = 60):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)

@@ -7,10 +7,12 @@ executor does not inject routing (upstream issue 1823).
 
 from __future__ import annotations
 
+import base64
 import numbers
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 
 from ..proto import prediction_pb2 as pb
@@ -63,8 +65,26 @@ def route_json(routed: Routed) -> bytes:
     return dumps({"data": {"names": ["t:0"], "ndarray": [[routed.child]]}, "meta": routed.meta()})
 
 
-def message_json(meta: dict) -> bytes:
-    return dumps({"meta": meta})
+def feedback_json(meta: dict) -> bytes:
+    """A SendFeedback reply: the meta and an empty ndarray, as Seldon's wrapper answers."""
+    return dumps({"meta": meta, "data": {"ndarray": []}})
+
+
+def health_json(status) -> bytes:
+    """GET /health/status as Seldon's wrapper answers it: "healthy" without a hook (None
+    here), else the hook's value in the form its type takes: a str as strData, bytes as
+    binData, a list or array as a tensor, anything else as jsonData."""
+    if status is None or isinstance(status, str):
+        body = {"strData": "healthy" if status is None else status}
+    elif isinstance(status, bytes):
+        body = {"binData": base64.b64encode(status).decode()}
+    elif isinstance(status, (list, tuple)) or hasattr(status, "shape"):
+        array = np.asarray(status)
+        body = {"data": {"names": [f"t:{i}" for i in range(array.shape[1])] if array.ndim == 2 else [],
+                         "tensor": {"shape": list(array.shape), "values": array.ravel().tolist()}}}
+    else:
+        body = {"jsonData": status}
+    return dumps({**body, "meta": {}})
 
 
 def error_json(message: str, reason: str) -> bytes:
@@ -127,8 +147,12 @@ def message_proto(meta: dict):
     return msg
 
 
-def message_proto_bytes(meta: dict) -> bytes:
-    return message_proto(meta).SerializeToString()
+def empty_data_proto_bytes(meta: dict) -> bytes:
+    """The meta and an empty ndarray: the wrapper's SendFeedback reply (see feedback_json),
+    and its Predict reply for a router."""
+    msg = message_proto(meta)
+    msg.data.ndarray.SetInParent()  # an empty ndarray, as the wrapper's reply has
+    return msg.SerializeToString()
 
 
 class ProtoRouteReplies:

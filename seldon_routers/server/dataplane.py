@@ -14,7 +14,6 @@ import os
 import time
 from typing import Any
 
-import orjson
 
 from ..codec import from_json, from_proto, replies
 from ..errors import BadRequest, NotReady, RouterError, RouterFailed, TooManyRequests, clip, quote
@@ -176,7 +175,7 @@ class DataPlane:
 
     def feedback_json(self, message: object, headers=None, path: str = "", query=None):
         return self.serve("feedback", "rest", lambda: from_json.feedback(message, self.unit_id, headers, path, query),
-                           self.feedback, replies.message_json)
+                           self.feedback, replies.feedback_json)
 
     def route_proto(self, msg, headers=None, path: str = "", query=None):
         return self.serve("route", "grpc", lambda: from_proto.request(msg, headers, path, query), self.route,
@@ -184,7 +183,7 @@ class DataPlane:
 
     def feedback_proto(self, msg, headers=None, path: str = "", query=None):
         return self.serve("feedback", "grpc", lambda: from_proto.feedback(msg, self.unit_id, headers, path, query),
-                           self.feedback, replies.message_proto_bytes)
+                           self.feedback, replies.empty_data_proto_bytes)
 
     # --- introspection -----------------------------------------------------------------
 
@@ -201,8 +200,4 @@ class DataPlane:
                 "custom": {"type": "ROUTER", "unit": self.unit_id, "n_children": "" if n is None else str(n)}}
 
     def health_status(self) -> bytes:
-        if self.router.has_hook("health_status"):
-            body = {"jsonData": self.router.health_status()}
-        else:
-            body = {"status": {"status": 0, "code": 0, "info": "ok", "reason": ""}}
-        return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+        return replies.health_json(self.router.health_status() if self.router.has_hook("health_status") else None)

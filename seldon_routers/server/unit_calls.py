@@ -68,15 +68,9 @@ def aggregate_json(dp: DataPlane, message):
 
 # --- gRPC: parsed message in, serialized reply out ------------------------------------------
 
-def _predict_proto_bytes(meta: dict) -> bytes:
-    msg = replies.message_proto(meta)
-    msg.data.ndarray.SetInParent()  # an empty ndarray, as the wrapper's reply has
-    return msg.SerializeToString()
-
-
 def predict_proto(dp: DataPlane, msg):
     return dp.serve("predict", "grpc", lambda: _decoded(from_proto.request(msg)), _predict_meta(dp),
-                    _predict_proto_bytes)
+                    replies.empty_data_proto_bytes)
 
 
 def transform_proto(dp: DataPlane, endpoint: str, msg):

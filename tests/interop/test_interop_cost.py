@@ -1,31 +1,32 @@
 """Under Seldon's own wrapper a built-in costs no more than a plain Seldon-style class
 doing the same job: the same number of round trips to the wrapper's metrics process per
-Route and per SendFeedback (bench/wrapper_speed.py measures the throughput this keeps).
+Route and per SendFeedback, counted by bench/wrapper_calls.py in the Seldon venv
+(bench/wrapper_speed.py measures the throughput this keeps).
 
 The wrapper asks hasattr(model, "metrics") on every call and, when true, updates its
 Manager-held metrics a second time; the hooks Router declares must not make that true."""
 
 import json
-from pathlib import Path
+import os
+import subprocess
+import tempfile
 
 import pytest
-from seldon_peers import peer_env
+from seldon_peers import REPO, peer_env
 from test_interop_wrapper import ROUTERS
 
 pytestmark = pytest.mark.peers
 
-COST = Path(__file__).resolve().parent / "seldon_cost.py"
+# A plain class that routes and takes feedback (no seldon_routers base), from bench/incumbents.
+PLAIN = ["plain_routers.PlainEpsilonGreedy", [{"name": "n_branches", "value": "3", "type": "INT"}]]
 
 
 @pytest.fixture(scope="module")
 def costs(seldon_python):
-    import subprocess
-    import tempfile
-
-    classes = {"plain": ["plain", [{"name": "n_branches", "value": "3", "type": "INT"}]]}
-    classes.update({p.id: [interface, parameters] for p in ROUTERS for interface, parameters, _ in [p.values[0]]})
-    proc = subprocess.run([str(seldon_python), str(COST), json.dumps(classes)], capture_output=True, text=True,
-                          timeout=120, env=peer_env(), cwd=tempfile.gettempdir())
+    classes = {"plain": PLAIN, **{p.id: list(p.values[0][:2]) for p in ROUTERS}}
+    env = peer_env(PYTHONPATH=os.path.join(REPO, "bench", "incumbents"))
+    proc = subprocess.run([str(seldon_python), str(REPO / "bench" / "wrapper_calls.py"), json.dumps(classes)],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tempfile.gettempdir())
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 
@@ -36,4 +37,5 @@ def test_the_plain_class_is_counted(costs):
 
 @pytest.mark.parametrize("router", [p.id for p in ROUTERS])
 def test_a_builtin_costs_the_wrapper_what_a_plain_class_does(costs, router):
-    assert costs[router] == costs["plain"], (router, costs[router], costs["plain"])
+    mine, plain = costs[router], costs["plain"]
+    assert (mine["route"], mine["feedback"]) == (plain["route"], plain["feedback"]), (router, mine, plain)
