@@ -14,11 +14,10 @@ import os
 import time
 from typing import Any
 
-
+from ..adapter import as_router
 from ..codec import from_json, from_proto, replies
 from ..errors import BadRequest, NotReady, RouterError, RouterFailed, TooManyRequests, clip, quote
 from ..request import Feedback, Request
-from ..adapter import as_router
 from ..router import Decision, check_decision
 from ..state import Store
 from .metrics import Metrics

@@ -9,7 +9,6 @@ truncated (Seldon's routers did int(reward*n), so 0.9 on one row counted as a fa
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import weakref
@@ -21,7 +20,7 @@ import numpy as np
 from ...errors import BadRequest, quote
 from ...request import Feedback, Request, rows_of
 from ...router import Decision, Router
-from .._dedupe import SeenPuids
+from .._feedback import SeenPuids, checked_reward
 from . import config
 from .state import BanditState
 
@@ -155,13 +154,7 @@ class Bandit(BanditState, Router):
             return reward  # the common case, checked in one line (NaN fails the comparison)
         if reward is None:
             raise BadRequest("reward: missing; a bandit needs a reward to learn from")
-        if isinstance(reward, bool) or not isinstance(reward, (int, float, np.floating)) or not math.isfinite(reward):
-            raise BadRequest(f"reward: must be a finite number, got {quote(reward)}")
-        lo_hi = self.reward_range
-        if lo_hi is not None and not lo_hi[0] <= reward <= lo_hi[1]:
-            raise BadRequest(f"reward: must be within [{lo_hi[0]}, {lo_hi[1]}] (the success fraction of the "
-                             f"request's rows), got {quote(reward)}")
-        return float(reward)
+        return checked_reward(reward, self.reward_range, "the success fraction of the request's rows")
 
     def check_routing(self, routing) -> int:
         if type(routing) is int and 0 <= routing < self.n_children:

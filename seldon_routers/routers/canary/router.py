@@ -4,7 +4,6 @@ driven by feedback (docs/canary.md)."""
 from __future__ import annotations
 
 import math
-import numbers
 import threading
 from typing import Callable, Optional, Union
 
@@ -14,7 +13,7 @@ from ...errors import BadRequest, ConfigError, quote
 from ...params import FALSE_WORDS, TRUE_WORDS
 from ...request import Feedback, Request
 from ...router import Decision, Router
-from .._dedupe import SeenPuids
+from .._feedback import SeenPuids, checked_reward
 from .._params import arguments
 from .._weights import WeightedChoice
 from .config import read as read_config
@@ -145,13 +144,7 @@ class Canary(Router):
                 or routing not in (self.stable, self.candidate):
             raise BadRequest(f"response.meta.routing: {quote(routing)} is neither the stable child ({self.stable}) nor "
                              f"the candidate ({self.candidate}); a canary learns from those two only")
-        if isinstance(reward, bool) or not isinstance(reward, numbers.Real) or not math.isfinite(reward):
-            raise BadRequest(f"reward: must be a finite number, got {quote(reward)}")
-        lo, hi = self.reward_range
-        if not lo <= reward <= hi:
-            raise BadRequest(f"reward: must be within [{lo:g}, {hi:g}] (reward_range; by default a success "
-                             f"fraction), got {quote(reward)}")
-        return int(routing), float(reward)
+        return int(routing), checked_reward(reward, self.reward_range, "reward_range; by default a success fraction")
 
     def learn(self, feedback: Feedback):
         """This server's entry point: an `error` tag in response.meta.tags (or the request's

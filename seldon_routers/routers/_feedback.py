@@ -1,12 +1,27 @@
-"""Exactly-once feedback per puid, shared by the learning routers (bandits, canary): the
-last N puids seen, oldest forgotten first."""
+"""What the learning routers (bandits, canary) share about feedback: its reward checked
+one way, and exactly-once application per puid (the last N puids seen, oldest forgotten
+first)."""
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections import OrderedDict
 from typing import Optional
 
+from ..errors import BadRequest, quote
 from ._params import integer
+
+
+def checked_reward(reward, reward_range: Optional[tuple], meaning: str) -> float:
+    """A feedback's reward: a finite number, within reward_range (lo, hi) unless that is
+    None; else a BadRequest naming `reward` and, in `meaning`, what the range is."""
+    if isinstance(reward, bool) or not isinstance(reward, numbers.Real) or not math.isfinite(reward):
+        raise BadRequest(f"reward: must be a finite number, got {quote(reward)}")
+    if reward_range is not None and not reward_range[0] <= reward <= reward_range[1]:
+        raise BadRequest(f"reward: must be within [{reward_range[0]:g}, {reward_range[1]:g}] ({meaning}), "
+                         f"got {quote(reward)}")
+    return float(reward)
 
 
 class SeenPuids:
