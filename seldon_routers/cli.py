@@ -13,7 +13,7 @@ import sys
 
 from . import params, registry
 from .errors import ConfigError, RouterError
-from .routers._params import integer, positive_int
+from .routers._params import integer, number, positive_int
 
 
 def _env_int(name: str, default: int) -> int:
@@ -30,8 +30,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seldon-router", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="serve a router over REST, gRPC and Prometheus metrics")
-    s.add_argument("router", help="a built-in name (see `seldon-router list`) or an import path "
-                                  "pkg.module.Class / pkg.module:Class")
+    s.add_argument("router", nargs="?", default=None,
+                   help="a built-in name (see `seldon-router list`) or an import path pkg.module.Class / "
+                        "pkg.module:Class (default: $MODEL_NAME, as Seldon's images set it, else $ROUTER)")
+    # Seldon's microservice flags, so that its images' commands run unchanged: a router server
+    # serves ROUTER units only; persistence (removed from Seldon's wrapper) is accepted and ignored.
+    s.add_argument("--service-type", default=None, metavar="TYPE",
+                   help="Seldon's unit type; only ROUTER is served (default: $SERVICE_TYPE or ROUTER)")
+    s.add_argument("--persistence", default=None, help=argparse.SUPPRESS)
     s.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="a router parameter; repeat for several (typed by the constructor's annotations)")
     s.add_argument("--parameters", default=None, metavar="JSON",
@@ -64,8 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     st = s.add_argument_group("state (docs/state.md)")
     st.add_argument("--state", default=None, metavar="STORE",
                     help="memory (default), file:PATH or redis://host:port/db (default: $SELDON_ROUTER_STATE)")
-    st.add_argument("--snapshot-interval", type=float, default=10.0, metavar="SECONDS",
-                    help="file: seconds between snapshots (also written at shutdown; default 10)")
+    st.add_argument("--snapshot-interval", type=float, default=None, metavar="SECONDS",
+                    help="file: seconds between snapshots, also written at shutdown "
+                         "(default: $SELDON_ROUTER_SNAPSHOT_INTERVAL or 10)")
     st.add_argument("--state-discard-bad", action="store_true",
                     help="file: keep a snapshot that cannot be restored aside (PATH.bad-TIME) and start fresh, "
                          "instead of refusing to start")
@@ -127,6 +134,33 @@ def _simulate_parser(sub) -> None:
     o.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
 
 
+def _router_name(args) -> str:
+    name = args.router or os.environ.get("MODEL_NAME", "") or os.environ.get("ROUTER", "")
+    if not name:
+        raise ConfigError("serve: name the router (a built-in or pkg.module.Class), or set $MODEL_NAME")
+    return name
+
+
+def _service_type(args) -> None:
+    value = args.service_type if args.service_type is not None else os.environ.get("SERVICE_TYPE", "")
+    if value and value.upper() != "ROUTER":
+        source = "--service-type" if args.service_type is not None else "$SERVICE_TYPE"
+        raise ConfigError(f"{source}: this server serves ROUTER units, got {value!r} "
+                          "(serve models with Seldon's own seldon-core-microservice)")
+
+
+def _snapshot_interval(args) -> float:
+    if args.snapshot_interval is not None:
+        return number(args.snapshot_interval, "--snapshot-interval", 0, lo_open=True)
+    value = os.environ.get("SELDON_ROUTER_SNAPSHOT_INTERVAL", "") or "10"
+    field = "--snapshot-interval ($SELDON_ROUTER_SNAPSHOT_INTERVAL)"
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError(f"{field}: must be a number > 0, got {value!r}") from None
+    return number(seconds, field, 0, lo_open=True)
+
+
 def _router_params(args) -> dict:
     raw = args.parameters if args.parameters is not None else os.environ.get("PREDICTIVE_UNIT_PARAMETERS", "")
     merged = params.from_seldon_json(raw) if raw else {}
@@ -156,6 +190,8 @@ _UNSHARED = {
 
 
 def serve(args) -> int:
+    args.router = _router_name(args)
+    _service_type(args)
     try:  # the server stack loads only when serving
         from .server.app import Settings, run
         from .server.dataplane import DataPlane
@@ -221,7 +257,7 @@ def _path_header(args) -> str:
 def _store(args):
     from .state import StoreOptions, open_store
 
-    options = StoreOptions(snapshot_interval=args.snapshot_interval, discard_bad=args.state_discard_bad,
+    options = StoreOptions(snapshot_interval=_snapshot_interval(args), discard_bad=args.state_discard_bad,
                            sync_interval=args.sync_interval, namespace=args.state_namespace or "",
                            buffer=args.state_buffer, required=args.state_required, fail_fast=args.state_fail_fast)
     return open_store(args.state or os.environ.get("SELDON_ROUTER_STATE", "memory"), options)

@@ -99,3 +99,30 @@ def test_the_console_script_imports_a_router_from_the_working_directory():
         finally:
             proc.terminate()
             assert proc.wait(20) == 0
+
+
+def test_seldon_image_variables_name_the_router_as_its_images_do():
+    """A Seldon image's environment (MODEL_NAME, SERVICE_TYPE=ROUTER, PERSISTENCE) serves
+    with no router argument; MODEL_NAME wins over the image's default $ROUTER."""
+    env = {"MODEL_NAME": "examples.custom.my_router.MyRouter", "SERVICE_TYPE": "ROUTER", "PERSISTENCE": "0",
+           "ROUTER": "ab-test"}
+    with running_router("--persistence", "0", env=env, cwd=ROOT) as r:
+        reply = requests.post(r.url + "/route", json={"data": {"ndarray": [[1, 2, 3, 4]]}}).json()
+    assert reply["data"]["ndarray"] == [[0]]
+
+
+def test_a_unit_that_is_not_a_router_or_no_router_named_stops_startup():
+    out = cli("serve", "ab-test", env={"SERVICE_TYPE": "MODEL"})
+    assert out.returncode == 2 and "$SERVICE_TYPE" in out.stderr and "'MODEL'" in out.stderr
+    out = cli("serve", "ab-test", "--service-type", "TRANSFORMER")
+    assert out.returncode == 2 and "--service-type" in out.stderr
+    out = cli("serve", env={"MODEL_NAME": "", "ROUTER": ""})
+    assert out.returncode == 2 and "MODEL_NAME" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_snapshot_interval_from_the_environment_is_checked():
+    out = cli("serve", "ab-test", "--state", "file:/tmp/never-written.json",
+              env={"SELDON_ROUTER_SNAPSHOT_INTERVAL": "soon"})
+    assert out.returncode == 2 and "SELDON_ROUTER_SNAPSHOT_INTERVAL" in out.stderr
+    out = cli("serve", "ab-test", "--snapshot-interval", "0")
+    assert out.returncode == 2 and "--snapshot-interval" in out.stderr
