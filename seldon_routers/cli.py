@@ -39,16 +39,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="Seldon's unit type; only ROUTER is served (default: $SERVICE_TYPE or ROUTER)")
     s.add_argument("--persistence", default=None, help=argparse.SUPPRESS)
     s.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="a router parameter; repeat for several (typed by the constructor's annotations)")
+                   help="a router parameter; repeat for several (typed by the constructor's annotations), added on top "
+                        "of --parameters (default: none)")
     s.add_argument("--parameters", default=None, metavar="JSON",
                    help="Seldon's parameter list [{\"name\",\"value\",\"type\"}] "
                         "(default: $PREDICTIVE_UNIT_PARAMETERS)")
-    s.add_argument("--unit-id", default=None, help="this unit's name in the graph (default: $PREDICTIVE_UNIT_ID or 0)")
-    s.add_argument("--host", default="0.0.0.0")
-    s.add_argument("--http-port", type=int, default=None, help="default: $PREDICTIVE_UNIT_HTTP_SERVICE_PORT or 9000")
-    s.add_argument("--grpc-port", type=int, default=None, help="default: $PREDICTIVE_UNIT_GRPC_SERVICE_PORT or 5000")
-    s.add_argument("--metrics-port", type=int, default=None,
-                   help="default: $PREDICTIVE_UNIT_METRICS_SERVICE_PORT or 6000")
+    s.add_argument("--unit-id", default=None, metavar="ID", help="this unit's name in the graph (default: $PREDICTIVE_UNIT_ID or 0)")
+    s.add_argument("--host", default="0.0.0.0", help="the address to listen on (default 0.0.0.0: all)")
+    s.add_argument("--http-port", type=int, default=None, metavar="PORT",
+                   help="the REST port (default: $PREDICTIVE_UNIT_HTTP_SERVICE_PORT or 9000)")
+    s.add_argument("--grpc-port", type=int, default=None, metavar="PORT",
+                   help="the gRPC port (default: $PREDICTIVE_UNIT_GRPC_SERVICE_PORT or 5000)")
+    s.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="the Prometheus port (default: $PREDICTIVE_UNIT_METRICS_SERVICE_PORT or 6000)")
     s.add_argument("--max-body-size", type=int, default=None, metavar="BYTES",
                    help="largest request accepted, REST and gRPC (default 16 MiB)")
     s.add_argument("--max-in-flight", type=int, default=0, metavar="N",
@@ -58,9 +61,10 @@ def _parser() -> argparse.ArgumentParser:
                         "when a call carries it, routers see that path (and its query string) instead of "
                         "/route. Empty: off (default: $SELDON_ROUTER_PATH_HEADER or x-envoy-original-path)")
     s.add_argument("--graceful-timeout", type=float, default=25.0, metavar="SECONDS",
-                   help="how long SIGTERM waits for in-flight calls")
+                   help="how long SIGTERM waits for in-flight calls (default 25)")
     s.add_argument("--log-level", default=os.environ.get("SELDON_LOG_LEVEL", "info").lower(),
-                   choices=["debug", "info", "warning", "error"])
+                   choices=["debug", "info", "warning", "error"],
+                   help="default: $SELDON_LOG_LEVEL or info")
     s.add_argument("--workers", type=int, default=None, metavar="N",
                    help="worker processes sharing the ports and one state; N > 1 needs --state redis://... "
                         "(default: $SELDON_ROUTER_WORKERS or 1)")
@@ -69,13 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     st = s.add_argument_group("state (docs/state.md)")
     st.add_argument("--state", default=None, metavar="STORE",
-                    help="memory (default), file:PATH or redis://host:port/db (default: $SELDON_ROUTER_STATE)")
+                    help="memory, file:PATH or redis://host:port/db (default: $SELDON_ROUTER_STATE or memory)")
     st.add_argument("--snapshot-interval", type=float, default=None, metavar="SECONDS",
                     help="file: seconds between snapshots, also written at shutdown "
                          "(default: $SELDON_ROUTER_SNAPSHOT_INTERVAL or 10)")
     st.add_argument("--state-discard-bad", action="store_true",
                     help="file: keep a snapshot that cannot be restored aside (PATH.bad-TIME) and start fresh, "
-                         "instead of refusing to start")
+                         "instead of refusing to start (default: off)")
     st.add_argument("--sync-interval", type=float, default=0.1, metavar="SECONDS",
                     help="redis: seconds between refreshes of the local copy routes are made from (default 0.1)")
     st.add_argument("--state-namespace", default=None, metavar="NS",
@@ -83,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--state-buffer", type=int, default=100_000, metavar="N",
                     help="redis: feedbacks held while Redis is unreachable; beyond, feedback is a 503 (default 100000)")
     st.add_argument("--state-required", action="store_true",
-                    help="/ready answers 503 while the state store is unreachable")
+                    help="/ready answers 503 while the state store is unreachable (default: off, /ready stays 200)")
     st.add_argument("--state-fail-fast", action="store_true",
                     help="refuse to start when the state store is unreachable (default: start from local state)")
     sub.add_parser("list", help="list the built-in routers and their parameters")
@@ -266,11 +270,10 @@ def _store(args):
 def list_builtins() -> None:
     for name in registry.BUILTINS:
         cls = registry.resolve(name)
-        summary = (cls.__doc__ or "").strip().splitlines()[0]
-        print(f"{name}  (seldon_routers.{cls.__qualname__}): {summary}")
+        print(f"{name}  (seldon_routers.{cls.__qualname__}): {params.summary(cls.__doc__)}")
         for p in params.describe(cls):
             default = "required" if p["required"] else f"default {p['default']!r}"
-            print(f"    {p['name']}: {p['type']} ({default})")
+            print(f"    {p['name']}: {p['type'] or 'any'} ({default})")
 
 
 def simulate(args) -> int:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import collections.abc
 import inspect
 import json
+import re
+import types
 import typing
 from typing import Any, Iterable
 
@@ -114,12 +116,40 @@ def build(cls: type, params: dict[str, Any]):
 
 def _python_only(hint) -> bool:
     """A callable (an injected clock, a model function) cannot come from a parameter string."""
-    options = typing.get_args(hint) if typing.get_origin(hint) is typing.Union else (hint,)
+    options = typing.get_args(hint) if _is_union(hint) else (hint,)
     return any(o is not type(None) and (typing.get_origin(o) or o) is collections.abc.Callable for o in options)
 
 
+def _is_union(hint) -> bool:
+    origin = typing.get_origin(hint)
+    return origin is typing.Union or (hasattr(types, "UnionType") and origin is types.UnionType)
+
+
+def type_name(hint) -> str:
+    """A readable name for an annotation: `int`, `str | list`; None leaves an optional's
+    list (a default of None says it), `list[str]` stays as written."""
+    if hint is None:
+        return ""
+    if _is_union(hint):
+        return " | ".join(type_name(o) for o in typing.get_args(hint) if o is not type(None))
+    if typing.get_origin(hint) is not None:
+        return str(hint).replace("typing.", "")
+    return getattr(hint, "__name__", str(hint))
+
+
+def summary(doc: str | None) -> str:
+    """A docstring's first sentence, its lines joined: `seldon-router list`'s description.
+    A sentence ends at `.`, `!` or `?` followed by a space and a capital (so "e.g. this"
+    and "3.5" do not end one), or at the first paragraph's end."""
+    paragraph = inspect.cleandoc(doc or "").split("\n\n")[0]
+    text = " ".join(paragraph.split())
+    end = re.search(r"[.!?](?=\s+[A-Z])", text)
+    return text[: end.end()] if end else text
+
+
 def describe(cls: type) -> list[dict]:
-    """The constructor's parameters that Seldon parameters can set, for `seldon-router list`."""
+    """The constructor's parameters that Seldon parameters can set, for `seldon-router list`:
+    name, type (readable, see type_name), default and whether it is required."""
     try:
         hints = typing.get_type_hints(cls.__init__)
     except Exception:
@@ -131,9 +161,7 @@ def describe(cls: type) -> list[dict]:
         hint = hints.get(name)
         if _python_only(hint):
             continue
-        type_name = (str(hint).replace("typing.", "") if typing.get_origin(hint)
-                     else getattr(hint, "__name__", "")) if hint else ""
-        out.append({"name": name, "type": type_name,
+        out.append({"name": name, "type": type_name(hint),
                     "default": None if p.default is p.empty else p.default,
                     "required": p.default is p.empty})
     return out

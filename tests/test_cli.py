@@ -1,12 +1,13 @@
 """The `seldon-router` command as users run it: real processes, real ports."""
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 
 import requests
-from servers import free_port, running_router, wait_http
+from servers import free_port, running_router, start_router, wait_http
 
 from seldon_routers import registry
 
@@ -126,3 +127,45 @@ def test_snapshot_interval_from_the_environment_is_checked():
     assert out.returncode == 2 and "SELDON_ROUTER_SNAPSHOT_INTERVAL" in out.stderr
     out = cli("serve", "ab-test", "--snapshot-interval", "0")
     assert out.returncode == 2 and "--snapshot-interval" in out.stderr
+
+
+def test_list_describes_each_router_in_a_whole_sentence_with_readable_types():
+    out = cli("list").stdout
+    headers = {line.split()[0]: line for line in out.splitlines() if line and not line.startswith(" ")}
+    for name, line in headers.items():
+        summary = line.split("): ", 1)[1]
+        assert summary.endswith("."), f"{name}: cut mid-sentence: {summary!r}"
+    # the docstring's first sentence, joined across its lines
+    assert headers["epsilon-greedy"].endswith("(Seldon's explored only the others, and failed with one branch).")
+    assert "typing" not in out and "Union[" not in out and "Optional[" not in out and "NoneType" not in out
+    assert "    weights: str | list (default None)" in out.splitlines()
+    assert "    n_branches: int (default None)" in out.splitlines()
+    assert "    epsilon: float (default 0.1)" in out.splitlines()
+
+
+def test_serve_help_gives_every_flag_its_default():
+    from seldon_routers.cli import _parser
+
+    serve = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["serve"]
+    flags = [a for a in serve._actions if a.help is not argparse.SUPPRESS and not isinstance(a, argparse._HelpAction)]
+    assert len(flags) > 20
+    missing = [a.option_strings[0] if a.option_strings else a.dest for a in flags if "default" not in a.help]
+    assert not missing, f"no default in the help of {missing}"
+    out = cli("serve", "--help")
+    assert out.returncode == 0
+    text = " ".join(out.stdout.split())  # argparse wraps the help text
+    for shown in ("(default 25)", "$SELDON_LOG_LEVEL or info", "$SELDON_ROUTER_STATE or memory",
+                  "$SELDON_ROUTER_SNAPSHOT_INTERVAL or 10", "$PREDICTIVE_UNIT_HTTP_SERVICE_PORT or 9000"):
+        assert shown in text
+
+
+def test_serve_prints_each_log_line_once():
+    """Two uvicorn servers (REST, metrics) run in one process; their start-up and shutdown
+    lines appear once each, in the one log format."""
+    r = start_router("epsilon-greedy", "--param", "n_branches=3")
+    assert r.stop() == 0
+    out = r.output()
+    assert out.count("Started server process") == 1, out
+    assert out.count("Finished server process") == 1, out
+    assert out.count("ready: REST") == 1, out
+    assert "INFO:     " not in out  # uvicorn's own handler is not used: every line has our format

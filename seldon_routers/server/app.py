@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import signal
 import socket
@@ -23,6 +24,20 @@ from .forwarded import DEFAULT_PATH_HEADER
 from .rest import DEFAULT_MAX_BODY, RestApp
 
 log = logging.getLogger("seldon_routers")
+
+# Two uvicorn servers run in this process (REST, metrics), and each logs its own lifecycle
+# ("Started server process [pid]", "Shutting down", ...): the same lines twice. The metrics
+# server's task sets this, and the filter below drops its info lines (warnings still show).
+_QUIET = contextvars.ContextVar("seldon_routers_quiet_uvicorn", default=False)
+
+
+def _not_quieted(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or not _QUIET.get()
+
+
+_uvicorn_log = logging.getLogger("uvicorn.error")
+if _not_quieted not in _uvicorn_log.filters:
+    _uvicorn_log.addFilter(_not_quieted)
 
 
 @dataclass
@@ -69,7 +84,9 @@ class _Server(uvicorn.Server):
 
 
 def _uvicorn(app, host: str, port: int, settings: Settings) -> _Server:
-    config = uvicorn.Config(app, host=host, port=port, http="httptools", lifespan="off",
+    # log_config=None: uvicorn's records go to the root handler `seldon-router` configures
+    # (one format, and a worker's prefix), not to handlers of uvicorn's own as well.
+    config = uvicorn.Config(app, host=host, port=port, http="httptools", lifespan="off", log_config=None,
                             access_log=False, log_level=settings.log_level, server_header=False,
                             date_header=False, timeout_graceful_shutdown=settings.graceful_timeout,
                             backlog=2048)
@@ -134,8 +151,12 @@ async def serve(dp: DataPlane, settings: Settings, link=None) -> None:
             server.should_exit = True
         await grpc_server.stop(settings.graceful_timeout)
 
-    tasks = [asyncio.ensure_future(t) for t in
-             [server.serve(sockets=[sock]) for server, sock in zip(servers, sockets)] + [shutdown()]]
+    async def quietly(server, sock):  # in its own task, so _QUIET is set for this server only
+        _QUIET.set(True)
+        await server.serve(sockets=[sock])
+
+    runs = [servers[0].serve(sockets=[sockets[0]])] + [quietly(s, sock) for s, sock in zip(servers[1:], sockets[1:])]
+    tasks = [asyncio.ensure_future(t) for t in runs + [shutdown()]]
     await asyncio.sleep(0)
     try:
         if not load_first:

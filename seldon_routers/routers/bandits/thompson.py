@@ -25,9 +25,11 @@ PROPENSITY_BLOCKS = 16
 
 
 class ThompsonSampling(Bandit):
-    """Thompson sampling. reward_model "bernoulli" (default): Beta(alpha, beta) posteriors
-    from prior (alpha, beta) = (prior_alpha, prior_beta), updated fractionally by
-    reward*rows successes out of rows. "gaussian": real-valued rewards, a Normal posterior
+    """Thompson sampling: routes to the arm whose posterior draw is highest.
+
+    reward_model "bernoulli" (default): Beta(alpha, beta) posteriors from prior
+    (alpha, beta) = (prior_alpha, prior_beta), updated fractionally by reward*rows
+    successes out of rows. "gaussian": real-valued rewards, a Normal posterior
     for each arm's mean (sample variance; prior_variance before two observations); each
     arm is tried once first.
 

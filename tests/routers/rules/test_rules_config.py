@@ -99,9 +99,8 @@ def test_yaml_without_pyyaml_says_what_to_install(tmp_path):
 def test_registered_and_listed_with_typed_parameters():
     assert registry.resolve("rules") is RuleRouter
     described = {p["name"]: p["type"] for p in params.describe(RuleRouter)}
-    assert described == {"config": "Union[str, dict, NoneType]", "config_file": "Optional[str]",
-                         "branch_names": "Union[str, list, NoneType]", "n_branches": "Optional[int]",
-                         "seed": "Optional[int]"}
+    assert described == {"config": "str | dict", "config_file": "str", "branch_names": "str | list",
+                         "n_branches": "int", "seed": "int"}
 
 
 def test_seldon_parameters_build_it():
