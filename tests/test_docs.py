@@ -1,6 +1,6 @@
 """The documentation site: `mkdocs build --strict` passes (no broken link or anchor, no page
-left out of the nav), and every SeldonDeployment shown in docs/*.md is valid against
-Seldon's CRD, with router parameters its router accepts."""
+left out of the nav); every SeldonDeployment shown in docs/*.md is valid against Seldon's
+CRD, with parameters its router accepts; the send-feedback example replies as shown."""
 
 import glob
 import json
@@ -12,7 +12,9 @@ import sys
 import jsonschema
 import mkdocs  # noqa: F401  (comes with .[test]: a missing mkdocs fails here, it does not skip)
 import pytest
+import requests
 import yaml
+from servers import running_router
 
 from seldon_routers import params, registry
 
@@ -77,3 +79,22 @@ def test_docs_seldondeployment_is_valid(page, doc, schema):
             assert router.n_children in (None, len(unit.get("children", [])))
             if env.get("SELDON_ROUTER_STATE", "").startswith("file:"):  # one writer of the snapshot
                 assert spec.get("replicas", predictor.get("replicas", 1)) == 1
+
+
+FEEDBACK_CURL = re.compile(r"curl -s localhost:9000/send-feedback (?:[^\n]|\\\n)*?-d '(?P<body>[^']+)'\n"
+                           r"# (?P<reply>\{[^\n]*\})")
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/protocol.md"])
+def test_the_send_feedback_example_gives_the_reply_shown(page):
+    """The curl a new user copies: its body is accepted by a learning router, the reply is
+    the one printed under it, and the reward lands on the child the body names."""
+    with open(os.path.join(ROOT, page)) as f:
+        shown = FEEDBACK_CURL.search(f.read())
+    assert shown, f"{page}: no send-feedback curl with its reply"
+    body = json.loads(shown["body"])
+    with running_router("epsilon-greedy", "--param", "n_branches=3") as r:
+        reply = requests.post(r.url + "/send-feedback", json=body, timeout=10)
+        state = requests.get(r.url + "/state", timeout=10).json()["state"]
+    assert reply.status_code == 200 and reply.json() == json.loads(shown["reply"])
+    assert state["pulls"] == [0.0, 1.0, 0.0] and state["successes"] == [0.0, 1.0, 0.0]
