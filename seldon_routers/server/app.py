@@ -35,9 +35,10 @@ def _not_quieted(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.WARNING or not _QUIET.get()
 
 
-_uvicorn_log = logging.getLogger("uvicorn.error")
-if _not_quieted not in _uvicorn_log.filters:
-    _uvicorn_log.addFilter(_not_quieted)
+def _quiet_filter() -> None:
+    uvicorn_log = logging.getLogger("uvicorn.error")  # its lifecycle lines (uvicorn.access is off)
+    if _not_quieted not in uvicorn_log.filters:
+        uvicorn_log.addFilter(_not_quieted)
 
 
 @dataclass
@@ -150,6 +151,8 @@ async def serve(dp: DataPlane, settings: Settings, link=None) -> None:
         for server in servers:
             server.should_exit = True
         await grpc_server.stop(settings.graceful_timeout)
+
+    _quiet_filter()
 
     async def quietly(server, sock):  # in its own task, so _QUIET is set for this server only
         _QUIET.set(True)
