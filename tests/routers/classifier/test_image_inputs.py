@@ -212,6 +212,7 @@ def test_a_model_of_any_size_needs_image_size(tmp_path):
     with pytest.raises(ConfigError, match="image_size: the onnx model does not say what size of image it takes"):
         ClassifierRouter(model_path=path, inputs="image").load()
     assert colour_router(path, image_size="5,9").input_shape == (3, 5, 9)
+    assert colour_router(path, image_size=7).input_shape == (3, 7, 7)  # an INT parameter: square
 
 
 # --- bad images ---------------------------------------------------------------------------
