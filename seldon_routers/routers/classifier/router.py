@@ -283,8 +283,8 @@ class ClassifierRouter(Router):
         loaded = self._loaded
         image = self.image and {"size": list(self.image.size) if self.image.size else None,
                                 "resize_shorter": self.image.resize_shorter, "resample": self.image.resample,
-                                "scale": self.image.scale, "mean": self.image.mean.tolist(),
-                                "std": self.image.std.tolist(), "channel_order": self.image.channel_order,
+                                "scale": self.image.scale, "mean": [round(float(v), 7) for v in self.image.mean],
+                                "std": [round(float(v), 7) for v in self.image.std], "channel_order": self.image.channel_order,
                                 "layout": self.image.layout, "color_mode": self.image.color_mode,
                                 "max_pixels": self.image.max_pixels}
         return {"backend": self.backend, "device": self.device, "model_path": self.model_path, "inputs": self.inputs,

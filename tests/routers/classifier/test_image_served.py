@@ -94,3 +94,4 @@ def test_concurrent_image_calls_show_in_the_batch_histograms(colours):
     state = requests.get(colours.url + "/state", timeout=10).json()["state"]
     assert state["inputs"] == "image" and state["input_shape"] == [3, 32, 32]
     assert state["image"]["resize_shorter"] == 36 and state["image"]["resample"] == "bilinear"
+    assert state["image"]["mean"] == [0.485, 0.456, 0.406] and state["image"]["std"] == [0.229, 0.224, 0.225]
