@@ -7,6 +7,8 @@ calls share a model call."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -108,14 +110,14 @@ def test_resize_scale_normalize_order_and_layout(tmp_path, layout, bgr):
 def test_shorter_side_then_center_crop_as_torchvision(tmp_path):
     path = colour_onnx(tmp_path / "m.onnx", size=None)
     pixels = RNG.integers(0, 256, (30, 40, 3), dtype=np.uint8)  # H 30, W 40
-    router = colour_router(path, image_size="10", image_resize_shorter=15, image_resample="nearest",
+    router = colour_router(path, image_size="12", image_resize_shorter=15, image_resample="nearest",
                            image_scale="1/128", image_mean=1)
     # shorter side 30 -> 15: 20x15 (W x H) by nearest, which takes pixel 2i+1; then the middle
-    # 10x10: top round(2.5) = 2, left 5
-    want = reference(pixels[1::2, 1::2][2:12, 5:15], scale=1 / 128, mean=1.0)
+    # 12x12: top round(1.5) = 2 (not 1), left 4
+    want = reference(pixels[1::2, 1::2][2:14, 4:16], scale=1 / 128, mean=1.0)
     np.testing.assert_allclose(row(router, encode(pixels)), want, rtol=0, atol=1e-6)
     tall = RNG.integers(0, 256, (40, 30, 3), dtype=np.uint8)  # the other way round
-    np.testing.assert_allclose(row(router, encode(tall)), reference(tall[1::2, 1::2][5:15, 2:12], 1 / 128, 1.0),
+    np.testing.assert_allclose(row(router, encode(tall)), reference(tall[1::2, 1::2][4:16, 2:14], 1 / 128, 1.0),
                                rtol=0, atol=1e-6)
 
 
@@ -156,6 +158,14 @@ def test_the_model_gets_the_preprocessed_rows(model_path):
 
 
 # --- configuration ------------------------------------------------------------------------
+
+def test_pillow_is_imported_only_for_image_inputs():
+    code = ("import sys, numpy as np; from seldon_routers import ClassifierRouter; "
+            "r = ClassifierRouter(model=lambda b: b, input_shape='2'); r.load(); print('PIL' in sys.modules); "
+            "ClassifierRouter(model=lambda b: b, inputs='image', image_size=4); print('PIL' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
+
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"image_size": "0"}, "image_size: expected positive integers"),
