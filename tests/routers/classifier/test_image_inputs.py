@@ -121,6 +121,17 @@ def test_shorter_side_then_center_crop_as_torchvision(tmp_path):
                                rtol=0, atol=1e-6)
 
 
+def test_the_imagenet_eval_transform_by_default_filter(tmp_path):
+    """image_size=224 image_resize_shorter=256 is torchvision's Resize(256) + CenterCrop(224)
+    on a PIL image: Pillow's BILINEAR resize of the shorter side to 256, then the middle."""
+    Image = need("PIL.Image", "images")
+    router = colour_router(colour_onnx(tmp_path / "m.onnx", (224, 224)), image_resize_shorter=256, **IMAGENET)
+    pixels = RNG.integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    resized = np.asarray(Image.fromarray(pixels).resize((384, 256), Image.Resampling.BILINEAR))
+    want = reference(resized[16:240, 80:304], mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    np.testing.assert_allclose(row(router, encode(pixels)), want, rtol=0, atol=1e-5)
+
+
 def test_grayscale_models_get_one_channel(tmp_path):
     onnx = need("onnx", "onnx")
     from onnx import TensorProto, helper
