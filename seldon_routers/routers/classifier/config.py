@@ -143,6 +143,7 @@ def read_image(inputs: str, params: dict) -> Optional[images.ImageSpec]:
         if given:
             raise ConfigError(f"{given[0]}: only for inputs=image (inputs is {inputs})")
         return None
-    size = params.get("image_size")
+    params = dict(params)
+    size = params.pop("image_size", None)
     size = (size,) if isinstance(size, int) and not isinstance(size, bool) else size  # 224, as Seldon's INT
     return images.read_spec(shape(size, "image_size"), **params)

@@ -55,6 +55,13 @@ class ImageSpec:
         h, w = size or self.size
         return (self.channels, h, w) if self.layout == "NCHW" else (h, w, self.channels)
 
+    def as_dict(self) -> dict:
+        """For /state: mean and std as given, not as float32 prints them."""
+        return {"size": list(self.size) if self.size else None, "resize_shorter": self.resize_shorter,
+                "resample": self.resample, "scale": self.scale, "mean": [round(float(v), 7) for v in self.mean],
+                "std": [round(float(v), 7) for v in self.std], "channel_order": self.channel_order,
+                "layout": self.layout, "color_mode": self.color_mode, "max_pixels": self.max_pixels}
+
     def size_from(self, model_shape: tuple) -> tuple:
         """(H, W) from the model's per-row input shape, checked against channels and layout."""
         h_w = model_shape[1:] if self.layout == "NCHW" else model_shape[:2]
@@ -73,8 +80,9 @@ def pillow():
     return Image
 
 
-def read_spec(size: Optional[tuple] = None, image_size=None, image_resize_shorter=None, image_resample=None, image_scale=None, image_mean=None,
-              image_std=None, channel_order=None, layout=None, color_mode=None, max_image_pixels=None) -> ImageSpec:
+def read_spec(size: Optional[tuple] = None, image_resize_shorter=None, image_resample=None, image_scale=None,
+              image_mean=None, image_std=None, channel_order=None, layout=None, color_mode=None,
+              max_image_pixels=None) -> ImageSpec:
     """The image parameters, each checked (None: its default); `size` is image_size read as a
     shape (config.shape)."""
     pillow()
@@ -82,7 +90,7 @@ def read_spec(size: Optional[tuple] = None, image_size=None, image_resize_shorte
         if len(size) == 1:
             size = size * 2
         elif len(size) != 2:
-            raise ConfigError(f"image_size: expected H or H,W (pixels), got {image_size!r}")
+            raise ConfigError(f"image_size: expected H or H,W (pixels), got {','.join(map(str, size))!r}")
     color_mode = choice(color_mode or "RGB", "color_mode", ("RGB", "L"))
     channel_order = choice(channel_order or "RGB", "channel_order", ("RGB", "BGR"))
     if channel_order == "BGR" and color_mode == "L":

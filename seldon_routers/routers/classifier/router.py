@@ -1,8 +1,7 @@
 """`classifier`: model as a router. A classifier (TorchScript, ONNX or a Python callable)
 names a class for the request (tensor rows, texts with inputs=text, or a PNG/JPEG image with
-inputs=image), and the class names
-the child; below `min_confidence` the request goes to `fallback`. Concurrent calls are
-micro-batched into one model call."""
+inputs=image), and the class names the child; below `min_confidence` the request goes to
+`fallback`. Concurrent calls are micro-batched into one model call."""
 
 from __future__ import annotations
 
@@ -281,14 +280,8 @@ class ClassifierRouter(Router):
 
     def state(self) -> dict:
         loaded = self._loaded
-        image = self.image and {"size": list(self.image.size) if self.image.size else None,
-                                "resize_shorter": self.image.resize_shorter, "resample": self.image.resample,
-                                "scale": self.image.scale, "mean": [round(float(v), 7) for v in self.image.mean],
-                                "std": [round(float(v), 7) for v in self.image.std], "channel_order": self.image.channel_order,
-                                "layout": self.image.layout, "color_mode": self.image.color_mode,
-                                "max_pixels": self.image.max_pixels}
         return {"backend": self.backend, "device": self.device, "model_path": self.model_path, "inputs": self.inputs,
-                **({"image": image} if image else {}),
+                **({"image": self.image.as_dict()} if self.image else {}),
                 "input_shape": list(self.input_shape) if self.input_shape else None,
                 "labels": self.labels, "children": self.branch_names,
                 "class_to_child": None if self._table is None else

@@ -180,7 +180,7 @@ def test_pillow_is_imported_only_for_image_inputs():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"image_size": "0"}, "image_size: expected positive integers"),
-    ({"image_size": "2,3,4"}, "image_size: expected H or H,W"),
+    ({"image_size": "2,3,4"}, r"image_size: expected H or H,W \(pixels\), got '2,3,4'"),
     ({"image_scale": "abc"}, "image_scale: expected a number or a ratio like 1/255, got 'abc'"),
     ({"image_scale": "1/0"}, "image_scale: expected a number or a ratio"),
     ({"image_scale": 0}, r"image_scale: must be a number > 0, got 0"),
@@ -248,7 +248,7 @@ def bad_images():
         (jpeg[:len(jpeg) * 3 // 4], r"binData: a broken or truncated JPEG image \(image file is truncated"),
         (with_size(png, 100_000, 100_000), r"binData: image too large \(Image size \(10000000000 pixels\) exceeds"),
         (with_size(png, 6000, 5000), "binData: a 6000x5000 image is 30000000 pixels, more than max_image_pixels"),
-        (encode(np.full((4, 4), 1000, np.uint16)), "binData: PNG image mode I;16 is not supported; send an 8-bit image"),
+        (encode(np.full((4, 4), 1000, np.uint16)), "binData: PNG image mode I;16 is not supported; send an 8-bit"),
     ]
 
 
