@@ -13,6 +13,8 @@ max_image_pixels, a 16-bit or float mode) is a BadRequest naming binData; nothin
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 from dataclasses import dataclass
 from typing import Optional
@@ -28,6 +30,9 @@ RESAMPLE = ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")
 # and float modes (I;16, I, F) would make image_scale wrong, so they are refused.
 MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr")
 EXPECTED = "binData: a PNG or JPEG image"
+# The base64 of PNG's and JPEG's magic bytes: early seldon-core wrappers (1.0's
+# extract_request_parts_json) hand a REST binData to the router as its base64 text in bytes.
+_BASE64_MAGIC = (b"iVBORw0KGgo", b"/9j/")
 # 24 megapixels (a 6000x4000 photo), well under Pillow's own MAX_IMAGE_PIXELS (~89M).
 MAX_PIXELS = 24_000_000
 IMAGE_PARAMS = ("image_size", "image_resize_shorter", "image_resample", "image_scale", "image_mean", "image_std",
@@ -120,7 +125,13 @@ def image_row(features, kind: str, spec: ImageSpec, dtype) -> np.ndarray:
     """The request's image as a batch of one preprocessed row, (1, *spec.row_shape())."""
     if kind not in ("", "binData") or not isinstance(features, (bytes, bytearray, memoryview)):
         raise BadRequest(f"features: expected {EXPECTED}, got {kind or type(features).__name__}")
-    pixels = _decode(bytes(features), spec)
+    data = bytes(features)
+    if data.startswith(_BASE64_MAGIC):  # raw PNG/JPEG starts with non-ASCII bytes, so this is base64 text
+        try:
+            data = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("binData: looks like base64 of a PNG or JPEG image, but is not valid base64") from None
+    pixels = _decode(data, spec)
     return np.ascontiguousarray(preprocess(pixels, spec)[None], dtype=dtype)
 
 

@@ -7,6 +7,7 @@ calls share a model call."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import subprocess
 import sys
 import threading
@@ -65,6 +66,10 @@ def test_other_modes_are_converted(model_path):
 def test_as_seldons_wrapper_calls_it_with_bare_bytes(model_path):
     router = colour_router(model_path)
     assert router.route(solid(BLUE), []) == 1 and type(router.route(solid(RED), [])) is int
+    for data in (solid(BLUE), solid(BLUE, fmt="JPEG")):  # seldon-core 1.0's REST: the base64 text, as bytes
+        assert router.route(base64.b64encode(data), []) == 1
+    with pytest.raises(BadRequest, match="binData: looks like base64 of a PNG or JPEG image, but is not valid"):
+        router.route(base64.b64encode(solid(BLUE)) + b"*", [])
 
 
 # --- preprocessing against a numpy reference ----------------------------------------------
