@@ -57,6 +57,33 @@ def positive_int(value, field: str) -> int:
     return integer(value, field, 1)
 
 
+_RATIO = re.compile(r"\s*([+-]?[\d.]+(?:e[+-]?\d+)?)\s*/\s*([\d.]+(?:e[+-]?\d+)?)\s*", re.I)
+
+
+def real(value, field: str, lo: float = -math.inf, hi: float = math.inf, *, lo_open: bool = False) -> float:
+    """A number as `number` reads it, also given as text: '0.5', or a ratio '1/255' (the
+    exact scale a decimal parameter would round)."""
+    if isinstance(value, str):
+        text, ratio = value.strip(), _RATIO.fullmatch(value)
+        try:
+            value = float(ratio[1]) / float(ratio[2]) if ratio else float(text)
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(f"{field}: expected a number or a ratio like 1/255, got {text!r}") from None
+    return number(value, field, lo, hi, lo_open=lo_open)
+
+
+def reals(value, field: str, lo: float = -math.inf, *, lo_open: bool = False) -> list[float]:
+    """A list of numbers: a list, a JSON list, '0.485,0.456,0.406' or Seldon's 'a:b:c'."""
+    if isinstance(value, str) and not value.strip().startswith("["):
+        value = [v for v in re.split(r"[,:\s]+", value.strip()) if v]
+    elif _is_number(value):
+        value = [value]
+    values = items(value, field, lambda v: v)
+    if not values:
+        raise ConfigError(f"{field}: expected one or more numbers, got {value!r}")
+    return [real(v, field, lo, lo_open=lo_open) for v in values]
+
+
 def optional(reader: Callable, value, field: str, *args, **kwargs):
     """reader(value, ...), or None for None: the reader of an optional parameter."""
     return None if value is None else reader(value, field, *args, **kwargs)

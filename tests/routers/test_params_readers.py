@@ -6,7 +6,7 @@ import pytest
 
 from seldon_routers import ConfigError
 from seldon_routers.routers._params import (arguments, child, children, choice, duration, fraction, integer, items,
-                                            number, optional, positive_int, weights)
+                                            number, optional, positive_int, real, reals, weights)
 
 
 @pytest.mark.parametrize("value, seconds", [
@@ -136,3 +136,35 @@ def test_choice_weights_and_arguments():
             self.got = arguments(locals())
 
     assert Example(1).got == {"a": 1, "b": 2}
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("1/255", 1 / 255), (" 1 / 255 ", 1 / 255), ("0.5", 0.5), ("2e-3", 0.002), ("1e-3/2", 0.0005), (0.25, 0.25),
+    (3, 3.0)])
+def test_real_reads_numbers_and_ratios(value, expected):
+    assert real(value, "image_scale") == expected
+
+
+@pytest.mark.parametrize("value, message", [
+    ("abc", "expected a number or a ratio like 1/255, got 'abc'"), ("1/0", "expected a number or a ratio"),
+    ("1/2/3", "expected a number or a ratio"), ("inf", "must be a number > 0"), ("0", "must be a number > 0"),
+    ("-1/255", "must be a number > 0"), (True, "must be a number > 0"), (None, "must be a number > 0")])
+def test_bad_real_names_the_field(value, message):
+    with pytest.raises(ConfigError, match=f"^image_scale: {message}"):
+        real(value, "image_scale", 0.0, lo_open=True)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("0.485,0.456,0.406", [0.485, 0.456, 0.406]), ("0.485, 0.456 0.406", [0.485, 0.456, 0.406]),
+    ("1:2:3", [1.0, 2.0, 3.0]), ("[0.5, \"1/4\"]", [0.5, 0.25]), ([1, 2], [1.0, 2.0]), (0.5, [0.5]),
+    ("7", [7.0])])
+def test_reals_reads_per_channel_lists(value, expected):
+    assert reals(value, "image_mean") == expected
+
+
+@pytest.mark.parametrize("value, message", [
+    ("", "expected one or more numbers"), ("[]", "expected one or more numbers"), ("0.5,x", "got 'x'"),
+    ({"r": 1}, "expected a list"), ("[1, null]", "must be a number > 0, got None"), ("1,0", "must be a number > 0")])
+def test_bad_reals_name_the_field(value, message):
+    with pytest.raises(ConfigError, match=f"^image_std: .*{message}"):
+        reals(value, "image_std", 0.0, lo_open=True)

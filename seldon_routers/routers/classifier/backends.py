@@ -157,15 +157,22 @@ def load_torchscript(path: str, device: str) -> Loaded:
                   tuple(shape) if shape else None, meta.get("labels"), {"torch": torch.__version__})
 
 
-def load_onnx(path: str, device: str) -> Loaded:
-    ort = _import("onnxruntime", "onnx")
-    available = ort.get_available_providers()
+def onnx_providers(device: str, available: list) -> list:
+    """The execution providers to ask ONNX Runtime for, from `device` and what this build
+    offers (onnxruntime.get_available_providers()): CUDA first when onnxruntime-gpu offers
+    it and the device is auto or cuda[:N], then the CPU; cuda without it is a ConfigError."""
     if device.startswith("cuda") and "CUDAExecutionProvider" not in available:
         raise ConfigError(f"device: {device!r} asked for, but ONNX Runtime has no CUDA provider "
                           f"(available: {', '.join(available)}; install onnxruntime-gpu)")
     index = int(device.partition(":")[2] or 0) if device.startswith("cuda") else 0
     ask_cuda = "CUDAExecutionProvider" in available and device != "cpu"
-    providers = ([("CUDAExecutionProvider", {"device_id": index})] if ask_cuda else []) + ["CPUExecutionProvider"]
+    return ([("CUDAExecutionProvider", {"device_id": index})] if ask_cuda else []) + ["CPUExecutionProvider"]
+
+
+def load_onnx(path: str, device: str) -> Loaded:
+    ort = _import("onnxruntime", "onnx")
+    providers = onnx_providers(device, ort.get_available_providers())
+    index = providers[0][1]["device_id"] if isinstance(providers[0], tuple) else 0
     try:
         session = ort.InferenceSession(path, providers=providers)
     except Exception as exc:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from ...errors import ConfigError
 from .._params import child, children, choice, fraction, items, json_text, number, optional, positive_int
-from . import backends
+from . import backends, images
 
 _INT = re.compile(r"^-?\d+$")
 
@@ -22,7 +22,7 @@ class ClassifierConfig:
     model: Optional[Callable]
     backend: str  # resolved: torchscript, onnx, pickle or callable
     device: str
-    inputs: str  # tensor or text
+    inputs: str  # tensor, text or image
     input_shape: Optional[tuple]
     labels: Optional[list]
     class_to_child: Optional[dict]  # class index or label -> child
@@ -36,6 +36,7 @@ class ClassifierConfig:
     trust_pickle: bool
     warmup: bool
     max_request_rows: int
+    image: Optional[Any] = None  # images.ImageSpec with inputs=image
 
 
 def shape(value, field: str) -> Optional[tuple]:
@@ -89,7 +90,7 @@ def check_children(fallback: Optional[int], class_to_child: Optional[dict], name
 
 def read(model_path, model, backend, device, input_shape, labels, class_to_child, branch_names, n_branches,
          min_confidence, fallback, output, max_batch_size, max_batch_delay_ms, trust_pickle, warmup, inputs,
-         max_request_rows) -> ClassifierConfig:
+         max_request_rows, **image_params) -> ClassifierConfig:
     if (model_path is None) == (model is None):
         raise ConfigError("model_path: give a model file (model_path) or, from Python, a callable "
                           "(model); exactly one")
@@ -100,12 +101,15 @@ def read(model_path, model, backend, device, input_shape, labels, class_to_child
         backend = "callable"
     else:
         backend = backends.check_path(model_path, backend, trust_pickle)
-    choice(inputs, "inputs", ("tensor", "text"))
+    choice(inputs, "inputs", ("tensor", "text", "image"))
     if inputs == "text" and backend in ("torchscript", "onnx"):
         raise ConfigError(f"inputs: text needs a model that takes strings (a Python callable, or a trusted "
                           f"pickle such as a scikit-learn text pipeline); a {backend} model takes tensors")
-    if inputs == "text" and input_shape is not None:
-        raise ConfigError("input_shape: only for inputs=tensor; a text row is one string")
+    if inputs != "tensor" and input_shape is not None:
+        raise ConfigError("input_shape: only for inputs=tensor; " + (
+            "a text row is one string" if inputs == "text" else "an image's row shape is image_size, color_mode "
+                                                                "and layout (or the model's input)"))
+    image = read_image(inputs, image_params)
     if not isinstance(device, str) or not backends.DEVICE.match(device):
         raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}")
     choice(output, "output", ("logits", "probabilities"))
@@ -129,4 +133,17 @@ def read(model_path, model, backend, device, input_shape, labels, class_to_child
         model_path, model, backend, device, inputs, shape(input_shape, "input_shape"), labels, class_to_child,
         names, hint, min_confidence, fallback, output, positive_int(max_batch_size, "max_batch_size"),
         number(max_batch_delay_ms, "max_batch_delay_ms", 0.0, 1000.0), trust_pickle, warmup,
-        positive_int(max_request_rows, "max_request_rows"))
+        positive_int(max_request_rows, "max_request_rows"), image)
+
+
+def read_image(inputs: str, params: dict) -> Optional[images.ImageSpec]:
+    """The image parameters (images.IMAGE_PARAMS), only with inputs=image."""
+    if inputs != "image":
+        given = [name for name in images.IMAGE_PARAMS if params.get(name) is not None]
+        if given:
+            raise ConfigError(f"{given[0]}: only for inputs=image (inputs is {inputs})")
+        return None
+    params = dict(params)
+    size = params.pop("image_size", None)
+    size = (size,) if isinstance(size, int) and not isinstance(size, bool) else size  # 224, as Seldon's INT
+    return images.read_spec(shape(size, "image_size"), **params)

@@ -1,11 +1,12 @@
 """`classifier`: model as a router. A classifier (TorchScript, ONNX or a Python callable)
-names a class for the request (tensor rows, or texts with inputs=text), and the class names
-the child; below `min_confidence` the request goes to `fallback`. Concurrent calls are
-micro-batched into one model call."""
+names a class for the request (tensor rows, texts with inputs=text, or a PNG/JPEG image with
+inputs=image), and the class names the child; below `min_confidence` the request goes to
+`fallback`. Concurrent calls are micro-batched into one model call."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from typing import Callable, Optional, Union
@@ -16,7 +17,7 @@ from ...errors import BadRequest, ConfigError, NoRoute, NotReady, RouterFailed
 from ...request import Request
 from ...router import Decision, Router
 from .._params import arguments
-from . import backends, config, inputs
+from . import backends, config, images, inputs
 from .batcher import Batcher
 
 log = logging.getLogger("seldon_routers")
@@ -37,8 +38,9 @@ class ClassifierRouter(Router):
     model_path: a local .pt (TorchScript) or .onnx file; pickles only with trust_pickle.
     model: (Python only) a callable taking a float32 batch (inputs=text: a list of str) and
       returning (N, C) scores.
-    inputs: tensor (ndarray/tensor/tftensor rows of input_shape) or text (strData, an
-      OpenAI-style jsonData body, or an ndarray of strings; see inputs.text_rows).
+    inputs: tensor (ndarray/tensor/tftensor rows of input_shape), text (strData, an
+      OpenAI-style jsonData body, or an ndarray of strings; see inputs.text_rows) or image
+      (a PNG or JPEG in binData, preprocessed by the image_* parameters below; images.py).
     backend: auto (from the extension), torchscript, onnx, pickle or callable.
     device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N.
     input_shape: the shape of one row without the batch dim, '1,8,8'; read from the model
@@ -56,6 +58,14 @@ class ClassifierRouter(Router):
     max_request_rows: the most rows (texts) one request may carry; more is a 400.
     trust_pickle: allow pickled models (unpickling runs code from the file).
     warmup: run the model once at load; /ready waits for that answer.
+    image_size: inputs=image: H or H,W the model takes (default: from the model's input).
+    image_resize_shorter: resize the shorter side to this, then center-crop image_size
+      (torchvision's Resize + CenterCrop); unset: resize straight to image_size.
+    image_resample: Pillow's filter: nearest, box, bilinear (default), hamming, bicubic, lanczos.
+    image_scale: pixels (0..255) times this, '1/255' by default; image_mean, image_std: then
+      per channel (in the model's channel order) x = (x - mean) / std, '0.485,0.456,0.406'.
+    channel_order: RGB or BGR; layout: NCHW or NHWC; color_mode: RGB or L (grayscale).
+    max_image_pixels: a bigger image (width x height, from its header) is a 400.
     """
 
     name = "classifier"
@@ -66,7 +76,12 @@ class ClassifierRouter(Router):
                  branch_names: Union[str, list, None] = None, n_branches: Optional[int] = None,
                  min_confidence: float = 0.0, fallback: Union[int, str, None] = None, output: str = "logits",
                  max_batch_size: int = 32, max_batch_delay_ms: float = 0.0, trust_pickle: bool = False,
-                 warmup: bool = True, inputs: str = "tensor", max_request_rows: int = 1024):
+                 warmup: bool = True, inputs: str = "tensor", max_request_rows: int = 1024,
+                 image_size: Union[str, int, None] = None, image_resize_shorter: Optional[int] = None,
+                 image_resample: Optional[str] = None, image_scale: Union[float, str, None] = None,
+                 image_mean: Union[str, list, None] = None, image_std: Union[str, list, None] = None,
+                 channel_order: Optional[str] = None, layout: Optional[str] = None,
+                 color_mode: Optional[str] = None, max_image_pixels: Optional[int] = None):
         settings = config.read(**arguments(locals()))
         self.model_path, self.model, self.backend, self.device = (settings.model_path, settings.model,
                                                                   settings.backend, settings.device)
@@ -78,6 +93,7 @@ class ClassifierRouter(Router):
         self.max_batch_size, self.max_batch_delay_ms = settings.max_batch_size, settings.max_batch_delay_ms
         self.max_request_rows = settings.max_request_rows
         self.trust_pickle, self.warmup = settings.trust_pickle, settings.warmup
+        self.image: Optional[images.ImageSpec] = settings.image
         self._loaded: Optional[backends.Loaded] = None
         self._batcher: Optional[Batcher] = None
         self._table: Optional[list] = None  # per class: its child, or None (none: the fallback's)
@@ -97,6 +113,8 @@ class ClassifierRouter(Router):
             self.max_batch_size = loaded.max_rows
         if self.inputs == "tensor":
             self.input_shape = self._tensor_shape(loaded)
+        elif self.inputs == "image":
+            self.input_shape = self._image_shape(loaded)
         self._loaded, self.device = loaded, loaded.device
         self.labels = self.labels or loaded.labels
         if self.output == "logits" and loaded.info.get("probabilities"):
@@ -117,6 +135,25 @@ class ClassifierRouter(Router):
         if self.input_shape and loaded.input_shape and self.input_shape != loaded.input_shape:
             raise ConfigError(f"input_shape: {self.input_shape} given, but the model takes {loaded.input_shape}")
         return tuple(shape)
+
+    def _image_shape(self, loaded: backends.Loaded) -> tuple:
+        """The row an image becomes: image_size, else the size the model's input declares."""
+        spec = self.image
+        if loaded.input_shape is not None:
+            size = spec.size_from(loaded.input_shape)
+            if spec.size is not None and spec.size != size:
+                raise ConfigError(f"image_size: {spec.size[0]}x{spec.size[1]} given, but the model takes "
+                                  f"{loaded.input_shape} ({size[0]}x{size[1]} in {spec.layout})")
+        elif spec.size is None:
+            raise ConfigError(f"image_size: the {loaded.backend} model does not say what size of image it takes; "
+                              "set image_size (e.g. 224)")
+        else:
+            size = spec.size
+        if spec.resize_shorter is not None and spec.resize_shorter < max(size):
+            raise ConfigError(f"image_resize_shorter: {spec.resize_shorter} is smaller than the model's image size "
+                              f"{size[0]}x{size[1]}; the center crop needs the resized image to cover it")
+        self.image = dataclasses.replace(spec, size=size)
+        return self.image.row_shape()
 
     def _build_table(self, probs: np.ndarray) -> None:
         if self._table is not None:
@@ -212,6 +249,8 @@ class ClassifierRouter(Router):
             raise NotReady(f"router {self.describe()}: the model is not loaded yet (call load())")
         if self.inputs == "text":
             return self._batcher.submit(inputs.text_rows(features, kind, self.max_request_rows))
+        if self.inputs == "image":
+            return self._batcher.submit(images.image_row(features, kind, self.image, self._loaded.dtype))
         rows = inputs.tensor_rows(features, kind, self.input_shape, self._loaded.dtype, self.max_request_rows)
         fixed = self._loaded.max_rows
         if fixed is not None and len(rows) > fixed:
@@ -221,12 +260,17 @@ class ClassifierRouter(Router):
 
     def decide(self, request: Request):
         """On the server's event loop: an awaitable, so the loop serves others meanwhile."""
-        future = self._submit(request.features, request.kind)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return future.result()
-        return asyncio.wrap_future(future, loop=loop)
+            return self._submit(request.features, request.kind).result()
+        if self.inputs == "image":  # decoding a photo takes milliseconds: off the loop (Pillow frees the GIL)
+            return self._decoded_then_batched(loop, request)
+        return asyncio.wrap_future(self._submit(request.features, request.kind), loop=loop)
+
+    async def _decoded_then_batched(self, loop, request: Request) -> Decision:
+        future = await loop.run_in_executor(None, self._submit, request.features, request.kind)
+        return await asyncio.wrap_future(future, loop=loop)
 
     def classify(self, features) -> Decision:
         """The decision with its tags, from any thread (tests, the bench)."""
@@ -237,6 +281,7 @@ class ClassifierRouter(Router):
     def state(self) -> dict:
         loaded = self._loaded
         return {"backend": self.backend, "device": self.device, "model_path": self.model_path, "inputs": self.inputs,
+                **({"image": self.image.as_dict()} if self.image else {}),
                 "input_shape": list(self.input_shape) if self.input_shape else None,
                 "labels": self.labels, "children": self.branch_names,
                 "class_to_child": None if self._table is None else

@@ -15,6 +15,7 @@ from classifier_cases import MODELS, SPECIALISTS, need, need_backend
 from classifier_models import one_hot_model
 from seldon_routers import ClassifierRouter
 from seldon_routers.errors import BadRequest, ConfigError
+from seldon_routers.routers.classifier import backends
 
 BACKENDS = list(MODELS)
 
@@ -159,6 +160,35 @@ def test_onnx_reports_the_provider_it_really_runs_on(monkeypatch):
     with pytest.raises(ConfigError, match=r"device: 'cuda' asked for, but ONNX Runtime could not start its CUDA "
                                           r"provider \(active: CPUExecutionProvider"):
         ClassifierRouter(model_path=MODELS["onnx"], class_to_child=SPECIALISTS, device="cuda").load()
+
+
+CUDA_EP = [("CUDAExecutionProvider", {"device_id": 0})]
+
+
+@pytest.mark.parametrize("device, available, providers", [
+    ("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"], CUDA_EP + ["CPUExecutionProvider"]),
+    ("auto", ["CPUExecutionProvider"], ["CPUExecutionProvider"]),
+    ("cpu", ["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]),
+    ("cuda", ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+     CUDA_EP + ["CPUExecutionProvider"]),
+    ("cuda:1", ["CUDAExecutionProvider", "CPUExecutionProvider"],
+     [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]),
+])
+def test_onnx_provider_choice(device, available, providers):
+    assert backends.onnx_providers(device, available) == providers
+
+
+def test_onnx_provider_choice_on_this_onnxruntime():
+    """What device=auto asks this build for: onnxruntime-gpu lists CUDAExecutionProvider, and
+    then it comes first; onnxruntime (CPU) does not."""
+    ort = need("onnxruntime", "onnx")
+    available = ort.get_available_providers()
+    asked = backends.onnx_providers("auto", available)
+    assert (asked[0] == CUDA_EP[0]) == ("CUDAExecutionProvider" in available) and asked[-1] == "CPUExecutionProvider"
+    if "CUDAExecutionProvider" not in available:
+        with pytest.raises(ConfigError, match=r"device: 'cuda:0' asked for, but ONNX Runtime has no CUDA provider "
+                                              r"\(available: .*; install onnxruntime-gpu\)"):
+            backends.onnx_providers("cuda:0", available)
 
 
 @pytest.mark.skipif(cuda_available(), reason="this machine has CUDA: asking for it is valid")

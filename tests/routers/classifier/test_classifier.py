@@ -27,8 +27,9 @@ def loaded(**kwargs) -> ClassifierRouter:
 
 
 def test_importing_the_package_loads_neither_torch_nor_onnxruntime():
-    code = ("import sys, seldon_routers; from seldon_routers.routers.classifier import backends, batcher; "
-            "print(sorted(m for m in ('torch', 'onnxruntime', 'onnx', 'prometheus_client') if m in sys.modules))")
+    code = ("import sys, seldon_routers; from seldon_routers.routers.classifier import backends, batcher, images; "
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'onnx', 'prometheus_client', 'PIL') "
+            "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

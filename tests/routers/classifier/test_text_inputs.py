@@ -145,7 +145,7 @@ def test_numbers_are_not_text():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"inputs": "image"}, "inputs: expected tensor or text, got 'image'"),
+    ({"inputs": "audio"}, "inputs: expected tensor, text or image, got 'audio'"),
     ({"inputs": "text", "input_shape": "4"}, "input_shape: only for inputs=tensor"),
 ])
 def test_invalid_text_configuration_names_the_field(kwargs, message):
