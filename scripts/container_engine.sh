@@ -68,7 +68,8 @@ _engine_base() {
   mirror=${mirror:-http://deb.debian.org/debian}; sec=${sec:-http://deb.debian.org/debian-security}
   echo "container_engine: bootstrapping $base from $mirror (log: $dir/mmdebstrap.log)" >&2
   # minbase, merged /usr, no docs/man/locales; the host's extra CAs, so TLS through an egress
-  # proxy verifies in `RUN pip install`.
+  # proxy verifies in `RUN pip install`. The hook's "$1" is expanded by mmdebstrap, not here.
+  # shellcheck disable=SC2016
   mmdebstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
