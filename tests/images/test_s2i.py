@@ -82,7 +82,18 @@ def test_the_built_image_routes_with_the_users_class(my_router, containers):
 def test_the_built_image_runs_as_8888_with_the_source_owned_by_it(my_router, containers):
     c = containers(my_router)
     assert c.exec("id", "-u").strip() == "8888"
+    assert "seldon-router serve" in c.exec("cat", "/proc/1/cmdline").replace("\0", " ")  # run exec'd it
     assert c.exec("stat", "-c", "%u", "/microservice/MyRouter.py", "/microservice").split() == ["8888", "8888"]
+
+
+def test_a_failing_before_run_stops_the_start(my_router, containers, tmp_path):
+    hook = tmp_path / "before-run"
+    hook.write_text("#!/bin/sh\necho 'before-run: no model to fetch' >&2\nexit 3\n")
+    hook.chmod(0o755)
+    c = containers(my_router, f"--volume={hook}:/microservice/before-run:ro", ready="")
+    assert wait_exit(c)["exit_code"] == 3
+    logs = c.logs()
+    assert "before-run: no model to fetch" in logs and "Starting seldon-router serve" not in logs
 
 
 def test_requirements_txt_is_preferred_over_setup_py(podman, builder, tmp_path):
