@@ -27,7 +27,7 @@ def engine_env() -> dict:
     if shutil.which("podman") is None:
         unavailable(f"podman is not on PATH: {HINT}", IMAGES)
     env = dict(os.environ)
-    if not env.get("CONTAINERS_CONF"):
+    if not env.get("CONTAINERS_CONF"):  # set: a podman configured already (yours, or .ci/run's)
         # Installs nothing: writes the containers.conf, bootstraps the base once if it is missing.
         done = subprocess.run(["bash", str(ROOT / "scripts" / "container_engine.sh")], env={**env, "NO_INSTALL": "1"},
                               capture_output=True, text=True)
@@ -50,7 +50,7 @@ class Podman:
 
     def build(self, tag: str, dockerfile: str, *args: str, context: Path = ROOT) -> str:
         """Builds in the docker format (OCI drops HEALTHCHECK); the layer cache makes a rebuild cheap."""
-        self("build", "--pull=never", "--format", "docker", "-f", dockerfile, "-t", tag,
+        self("build", "--format", "docker", "-f", dockerfile, "-t", tag,
              "--build-arg", f"BASE_IMAGE={BASE}", *args, str(context))
         return tag
 
