@@ -18,6 +18,7 @@ import pytest
 PEERS = "SELDON_ROUTERS_REQUIRE_PEERS"  # Seldon's own client and wrapper, the protobuf-runtime venvs
 REDIS = "SELDON_ROUTERS_REQUIRE_REDIS"  # redis-server and the redis client
 MODELS = "SELDON_ROUTERS_REQUIRE_MODELS"  # torch, onnxruntime, scikit-learn, the prompt-router encoder
+IMAGES = "SELDON_ROUTERS_REQUIRE_IMAGES"  # podman and the Debian base (scripts/container_engine.sh)
 
 
 def required(env: str) -> bool:
