@@ -14,7 +14,7 @@ DESCRIPTION = (
     "development and tests: production runs in Seldon Core on Kubernetes. ROUTER units run this "
     "checkout's `seldon-router serve` (images are ignored), other units a stub model that answers "
     "its input tagged with its name, unless --unit says otherwise. REST only. "
-    "Set SELDON_ENABLE_ROUTING_INJECTION to add meta.routing to replies, as the executor does.")
+    "Set SELDON_ENABLE_ROUTING_INJECTION (here, or in the predictor's svcOrchSpec.env) to add meta.routing to replies, as the executor does.")
 
 
 def add_parser(sub) -> None:
@@ -55,6 +55,13 @@ def _overrides(pairs: list) -> dict:
     return found
 
 
+def _routing_injection(predictor) -> bool:
+    """As the executor reads it: set to anything non-empty, in the runner's environment or in
+    the predictor's svcOrchSpec.env (the executor container's, where Seldon sets it)."""
+    name = "SELDON_ENABLE_ROUTING_INJECTION"
+    return bool(os.environ.get(name) or predictor.executor_env.get(name))
+
+
 def run(args) -> int:
     try:  # the graph extra: PyYAML, httpx, and the server's uvicorn
         import random
@@ -86,10 +93,10 @@ def run(args) -> int:
         client = UnitClient(urls, predictor.rest_timeout_ms)
         rng = random.Random(args.seed)
         executor = Executor(predictor, client.call, rng,
-                            routing_injection=bool(os.environ.get("SELDON_ENABLE_ROUTING_INJECTION")))
+                            routing_injection=_routing_injection(predictor))
         print(f"seldon-router graph: {predictor.deployment}/{predictor.name} on http://{args.host}:{args.port} "
               f"(unit logs in {launcher.log_dir})", file=sys.stderr)
-        uvicorn.run(Front(executor, urls), host=args.host, port=args.port, lifespan="off", access_log=False,
+        uvicorn.run(Front(executor, urls, launcher.pids()), host=args.host, port=args.port, lifespan="off", access_log=False,
                     log_level=args.log_level)
     except KeyboardInterrupt:
         pass

@@ -82,6 +82,7 @@ class Predictor:
     name: str
     graph: Unit
     rest_timeout_ms: int = 0  # 0: none (the executor's http.DefaultClient has none)
+    executor_env: dict = field(default_factory=dict)  # svcOrchSpec.env: the executor's own variables
 
     def units(self) -> list:
         return list(self.graph.walk())
@@ -119,8 +120,11 @@ def parse(text: str, source: str = "deployment", predictor: Optional[str] = None
     graph = _unit(p.get("graph"), f"{where}.graph", containers, source, set())
     annotations = {**_annotations(metadata, source, "metadata"), **_annotations(spec, source, "spec"),
                    **_annotations(p, source, where)}
+    orch = _mapping(p.get("svcOrchSpec") or {}, f"{source}: {where}.svcOrchSpec")
+    executor_env = {e["name"]: str(e.get("value") or "") for e in orch.get("env") or []
+                    if isinstance(e, dict) and isinstance(e.get("name"), str)}
     return Predictor(str(metadata.get("name") or spec.get("name") or ""), str(p.get("name") or ""), graph,
-                     _timeout(annotations, source))
+                     _timeout(annotations, source), executor_env)
 
 
 def _mapping(value, where: str) -> dict:

@@ -25,14 +25,16 @@ def _error(code: int, info: str) -> bytes:
 
 
 class Front:
-    def __init__(self, executor: Executor, units: dict):
+    def __init__(self, executor: Executor, units: dict, pids: dict | None = None):
         self.executor = executor
         self.units = units  # name -> url
+        self.pids = pids or {}  # name -> pid, for the units the runner started
 
     def describe(self) -> bytes:
         p = self.executor.predictor
         return json.dumps({"deployment": p.deployment, "predictor": p.name,
-                           "units": {u.name: {"type": u.type or u.implementation, "url": self.units.get(u.name)}
+                           "units": {u.name: {"type": u.type or u.implementation, "url": self.units.get(u.name),
+                                               "pid": self.pids.get(u.name)}
                                      for u in p.units()}}).encode()
 
     async def __call__(self, scope, receive, send):

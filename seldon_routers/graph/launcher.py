@@ -70,6 +70,9 @@ class Launcher:
         self.start_timeout = start_timeout
         self.running: list[Running] = []
 
+    def pids(self) -> dict:
+        return {r.unit.name: r.proc.pid for r in self.running if r.proc is not None}
+
     def urls(self) -> dict:
         return {r.unit.name: r.url for r in self.running}
 
