@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -62,6 +63,22 @@ def _routing_injection(predictor) -> bool:
     return bool(os.environ.get(name) or predictor.executor_env.get(name))
 
 
+def _server_class():
+    import contextlib
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn without its own signal handling (it re-raises the signal once done, which
+        would end the runner before it stops its units): run() owns SIGTERM and SIGINT."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            yield
+
+    return Server
+
+
 def run(args) -> int:
     try:  # the graph extra: PyYAML, httpx, and the server's uvicorn
         import random
@@ -75,29 +92,33 @@ def run(args) -> int:
         from .launcher import Launcher
     except ImportError as exc:
         raise ConfigError(f"graph: needs the graph extra ({exc}): pip install 'seldon-routers[graph]'") from None
-    import logging
-
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per unit call
+    server_class = _server_class()
     predictor = deployment.load(args.deployment, args.predictor)
     launcher = Launcher(predictor, _overrides(args.unit), args.workdir, args.log_dir, args.start_timeout)
 
-    def stop_starting(signum, frame):  # before uvicorn has its own handlers: stop what started
+    def stop_starting(signum, frame):  # while units start: stop those started, then exit
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop_starting)
+    signal.signal(signal.SIGTERM, stop_starting)
     try:
         urls = launcher.start()
-        signal.signal(signal.SIGTERM, previous)
         for name, url in urls.items():
             print(f"seldon-router graph: unit {name} at {url}", file=sys.stderr)
         client = UnitClient(urls, predictor.rest_timeout_ms)
-        rng = random.Random(args.seed)
-        executor = Executor(predictor, client.call, rng,
+        executor = Executor(predictor, client.call, random.Random(args.seed),
                             routing_injection=_routing_injection(predictor))
+        server = server_class(uvicorn.Config(Front(executor, urls, launcher.pids()), host=args.host, port=args.port,
+                                        lifespan="off", access_log=False, log_level=args.log_level))
+
+        def stop_serving(signum, frame):  # uvicorn finishes its calls, then the units stop
+            server.should_exit = True
+
+        signal.signal(signal.SIGTERM, stop_serving)
+        signal.signal(signal.SIGINT, stop_serving)
         print(f"seldon-router graph: {predictor.deployment}/{predictor.name} on http://{args.host}:{args.port} "
               f"(unit logs in {launcher.log_dir})", file=sys.stderr)
-        uvicorn.run(Front(executor, urls, launcher.pids()), host=args.host, port=args.port, lifespan="off", access_log=False,
-                    log_level=args.log_level)
+        server.run()
     except KeyboardInterrupt:
         pass
     finally:
