@@ -82,8 +82,16 @@ class Launcher:
             for unit in self.predictor.units():
                 if unit.needs_server:
                     self.running.append(self._start(unit))
-            for r in self.running:
-                self._wait(r)
+            for i, r in enumerate(self.running):
+                for attempt in range(3):
+                    try:
+                        self._wait(r)
+                        break
+                    except ConfigError:
+                        # A port found free can be taken before the unit binds it: new ports.
+                        if attempt == 2 or "address already in use" not in r.output().lower():
+                            raise
+                        r = self.running[i] = self._start(r.unit)
         except BaseException:
             self.stop()
             raise

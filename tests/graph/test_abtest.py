@@ -11,7 +11,7 @@ from graph_runner import deployment, unit
 from seldon_routers.graph.deployment import Unit
 from seldon_routers.graph.executor import ratio_a
 
-N = 400
+N = 200
 
 
 def abtest(*parameters):
