@@ -11,10 +11,12 @@ own, for tests and for calling a unit directly); /live and /ready answer 200.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 
 from .executor import Executor, UnitError
 
+log = logging.getLogger("seldon_routers.graph")
 PUID = "seldon-puid"
 PREDICT = ("/api/v1.0/predictions", "/api/v0.1/predictions")
 FEEDBACK = ("/api/v1.0/feedback", "/api/v0.1/feedback")
@@ -76,3 +78,6 @@ class Front:
             return 200, await self.executor.feedback(body, headers)
         except UnitError as exc:
             return exc.status, exc.body
+        except Exception as exc:  # a bug here is still an answer in Seldon's form, and logged
+            log.exception("graph: %s failed", path)
+            return 500, _error(500, f"graph runner: {type(exc).__name__}: {exc}")
