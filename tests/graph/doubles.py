@@ -90,3 +90,23 @@ def held(double_ref: list) -> Behaviour:
         double_ref[0].release.wait(60)
         return 200, body
     return answer
+
+
+FORMS = {  # how a router may answer route N, all read as N by the executor
+    "ndarray": lambda n: {"data": {"names": ["t:0"], "ndarray": [[n]]}, "meta": {}},
+    "ndarray-flat": lambda n: {"data": {"ndarray": [n]}},
+    "tensor": lambda n: {"data": {"tensor": {"shape": [1, 1], "values": [n]}}},
+    "tftensor": lambda n: {"data": {"tftensor": {"dtype": "DT_INT32", "intVal": [n]}}},
+    "array": lambda n: [n],
+    "float": lambda n: {"data": {"ndarray": [[n + 0.9]]}},  # truncated
+    "strdata": lambda n: {"strData": str(n)},  # not DefaultData: -1 whatever it says
+}
+
+
+def scripted_router(path, headers, body):
+    """Routes as the request's x-route header says, in the form x-form names."""
+    if path == "/send-feedback":
+        return 200, {"meta": {"tags": {"unit": "r"}}, "data": {"names": [], "ndarray": []}}
+    if "x-router-status" in headers:
+        return int(headers["x-router-status"]), {"status": {"code": -1, "info": "router down"}}
+    return 200, FORMS[headers.get("x-form", "ndarray")](int(headers.get("x-route", "0")))

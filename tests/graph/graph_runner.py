@@ -18,6 +18,7 @@ from servers import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
+INJECT = {"SELDON_ENABLE_ROUTING_INJECTION": "1"}
 
 
 class Runner:
