@@ -105,8 +105,8 @@ def test_feedback_with_a_route_past_the_children_is_a_clear_500(routed, doubles)
 
 @pytest.fixture(scope="module")
 def combined(runners):
-    """comb (COMBINER) over t (TRANSFORMER) -> m (MODEL), and o (OUTPUT_TRANSFORMER): the
-    runner's own stub units, every one a process, with routing injection on."""
+    """comb (COMBINER) over t (TRANSFORMER) -> m (MODEL), and o (OUTPUT_TRANSFORMER), each a
+    recording double logging to one list in arrival order; routing injection on."""
     log: list = []
     names = ("comb", "t", "m", "o")
     made = {n: Double(tagged(n), log, n) for n in names}
