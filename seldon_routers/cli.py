@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="refuse to start when the state store is unreachable (default: start from local state)")
     sub.add_parser("list", help="list the built-in routers and their parameters")
     _simulate_parser(sub)
+    from .graph import cli as graph_cli  # argparse only; the runner's stack loads when it runs
+
+    graph_cli.add_parser(sub)
     return parser
 
 
@@ -299,6 +302,10 @@ def main(argv=None) -> int:
             list_builtins()
         elif args.command == "simulate":
             return simulate(args)
+        elif args.command == "graph":
+            from .graph import cli as graph_cli
+
+            return graph_cli.run(args)
         else:
             return serve(args)
     except ConfigError as exc:
