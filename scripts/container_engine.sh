@@ -60,11 +60,21 @@ EOF
   mv "$1.tmp" "$1"
 }
 
+_engine_mirror() {  # _engine_mirror SUITE: the first URI of a deb822 stanza listing SUITE
+  awk -v suite="$1" 'BEGIN { RS = ""; FS = "\n" }
+    { uri = ""; ok = 0
+      for (i = 1; i <= NF; i++) {
+        if ($i ~ /^URIs:/) { split($i, u, /[ \t]+/); uri = u[2] }
+        if ($i ~ /^Suites:/) { n = split($i, w, /[ \t]+/); for (j = 2; j <= n; j++) if (w[j] == suite) ok = 1 }
+      }
+      if (ok && uri != "") { print uri; exit } }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true
+}
+
 _engine_base() {
   local dir=$1 base=$2 mirror sec
-  # The mirror apt already uses (no registry is reachable; the Debian mirror is).
-  mirror=$(awk '/^URIs:/{print $2}' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -1 || true)
-  sec=$(awk '/^URIs:/{print $2}' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep security | head -1 || true)
+  # The Debian mirror apt already uses (no registry is reachable; the mirror is): only from a
+  # stanza whose Suites name bookworm (an Ubuntu or third-party source would not bootstrap it).
+  mirror=$(_engine_mirror bookworm); sec=$(_engine_mirror bookworm-security)
   mirror=${mirror:-http://deb.debian.org/debian}; sec=${sec:-http://deb.debian.org/debian-security}
   echo "container_engine: bootstrapping $base from $mirror (log: $dir/mmdebstrap.log)" >&2
   # minbase, merged /usr, no docs/man/locales; the host's extra CAs, so TLS through an egress

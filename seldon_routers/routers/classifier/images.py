@@ -85,6 +85,13 @@ def pillow():
     return Image
 
 
+def check_crop(shorter: Optional[int], size: tuple, what: str) -> None:
+    """The center crop of `size` needs the image resized to `shorter` to cover it."""
+    if shorter is not None and shorter < max(size):
+        raise ConfigError(f"image_resize_shorter: {shorter} is smaller than {what} {size[0]}x{size[1]}; "
+                          "the center crop needs the resized image to cover it")
+
+
 def read_spec(size: Optional[tuple] = None, image_resize_shorter=None, image_resample=None, image_scale=None,
               image_mean=None, image_std=None, channel_order=None, layout=None, color_mode=None,
               max_image_pixels=None) -> ImageSpec:
@@ -101,9 +108,8 @@ def read_spec(size: Optional[tuple] = None, image_resize_shorter=None, image_res
     if channel_order == "BGR" and color_mode == "L":
         raise ConfigError("channel_order: BGR needs color_mode=RGB; a grayscale image has one channel")
     shorter = optional(positive_int, image_resize_shorter, "image_resize_shorter")
-    if shorter is not None and size is not None and shorter < max(size):
-        raise ConfigError(f"image_resize_shorter: {shorter} is smaller than image_size {size[0]}x{size[1]}; "
-                          "the center crop needs the resized image to cover it")
+    if size is not None:
+        check_crop(shorter, size, "image_size")
     channels = 3 if color_mode == "RGB" else 1
     mean = _per_channel(image_mean, "image_mean", 0.0, channels)
     std = _per_channel(image_std, "image_std", 1.0, channels, positive=True)

@@ -149,9 +149,7 @@ class ClassifierRouter(Router):
                               "set image_size (e.g. 224)")
         else:
             size = spec.size
-        if spec.resize_shorter is not None and spec.resize_shorter < max(size):
-            raise ConfigError(f"image_resize_shorter: {spec.resize_shorter} is smaller than the model's image size "
-                              f"{size[0]}x{size[1]}; the center crop needs the resized image to cover it")
+        images.check_crop(spec.resize_shorter, size, "the model's image size")
         self.image = dataclasses.replace(spec, size=size)
         return self.image.row_shape()
 
