@@ -26,6 +26,14 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigError(f"{name}: expected an integer port, got {value!r}") from None
 
 
+def import_from_cwd() -> None:
+    """As seldon-core-microservice does: a module in the working directory imports (the
+    console script, unlike `python -m`, does not put it on sys.path). For serve's router and
+    the graph runner's stub model (a user's class)."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seldon-router", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -230,10 +238,7 @@ def serve(args) -> int:
         from .server.workers import supervise
 
         return supervise(args.argv, settings, workers)
-    # As seldon-core-microservice does: a router module in the working directory imports
-    # (the console script, unlike `python -m`, does not put it on sys.path).
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
+    import_from_cwd()
     cls = registry.resolve(args.router)
     router = params.build(cls, _router_params(args))
     unit_id = args.unit_id or os.environ.get("PREDICTIVE_UNIT_ID", "0")

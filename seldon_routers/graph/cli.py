@@ -18,6 +18,11 @@ DESCRIPTION = (
     "Set SELDON_ENABLE_ROUTING_INJECTION (here, or in the predictor's svcOrchSpec.env) to add meta.routing to replies, as the executor does.")
 
 
+# How long a first SIGTERM or SIGINT lets calls in flight finish (a unit call may hang: no
+# rest-timeout by default); a second signal stops at once.
+GRACEFUL_SHUTDOWN_S = 15
+
+
 def add_parser(sub) -> None:
     g = sub.add_parser("graph", help="run a SeldonDeployment's graph locally (a development tool)",
                        description=DESCRIPTION)
@@ -70,11 +75,30 @@ def _server_class():
 
     class Server(uvicorn.Server):
         """uvicorn without its own signal handling (it re-raises the signal once done, which
-        would end the runner before it stops its units): run() owns SIGTERM and SIGINT."""
+        would end the runner before it stops its units): run() owns SIGTERM and SIGINT, through
+        stop(). `on_stop` (a coroutine function) runs in the server's loop once it has stopped."""
+
+        def __init__(self, config, on_stop=None):
+            super().__init__(config)
+            self.on_stop = on_stop
 
         @contextlib.contextmanager
         def capture_signals(self):
             yield
+
+        def stop(self) -> None:
+            """The first call: finish the calls in flight (at most timeout_graceful_shutdown);
+            a second: stop now, as uvicorn's own second Ctrl-C does."""
+            if self.should_exit:
+                self.force_exit = True
+            self.should_exit = True
+
+        async def serve(self, sockets=None):
+            try:
+                await super().serve(sockets)
+            finally:
+                if self.on_stop is not None:
+                    await self.on_stop()
 
     return Server
 
@@ -108,11 +132,13 @@ def run(args) -> int:
         client = UnitClient(urls, predictor.rest_timeout_ms)
         executor = Executor(predictor, client.call, random.Random(args.seed),
                             routing_injection=_routing_injection(predictor))
-        server = server_class(uvicorn.Config(Front(executor, urls, launcher.pids()), host=args.host, port=args.port,
-                                        lifespan="off", access_log=False, log_level=args.log_level))
+        config = uvicorn.Config(Front(executor, urls, launcher.pids()), host=args.host, port=args.port,
+                                lifespan="off", access_log=False, log_level=args.log_level,
+                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        server = server_class(config, on_stop=client.aclose)
 
-        def stop_serving(signum, frame):  # uvicorn finishes its calls, then the units stop
-            server.should_exit = True
+        def stop_serving(signum, frame):  # uvicorn finishes its calls (a second signal: at once), then the units stop
+            server.stop()
 
         signal.signal(signal.SIGTERM, stop_serving)
         signal.signal(signal.SIGINT, stop_serving)

@@ -9,6 +9,7 @@ graph.children[1].name`) and stops the CLI with exit status 2.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -121,8 +122,7 @@ def parse(text: str, source: str = "deployment", predictor: Optional[str] = None
     annotations = {**_annotations(metadata, source, "metadata"), **_annotations(spec, source, "spec"),
                    **_annotations(p, source, where)}
     orch = _mapping(p.get("svcOrchSpec") or {}, f"{source}: {where}.svcOrchSpec")
-    executor_env = {e["name"]: str(e.get("value") or "") for e in orch.get("env") or []
-                    if isinstance(e, dict) and isinstance(e.get("name"), str)}
+    executor_env = _env(orch, f"{source}: {where}.svcOrchSpec")
     return Predictor(str(metadata.get("name") or spec.get("name") or ""), str(p.get("name") or ""), graph,
                      _timeout(annotations, source), executor_env)
 
@@ -131,6 +131,27 @@ def _mapping(value, where: str) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
     return value
+
+
+def _list(value, where: str) -> list:
+    """A list, or [] where the field is absent (null)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _env(obj: dict, here: str) -> dict:
+    """A container's `env`: [{name, value}], the `value` entries (valueFrom, secrets and field
+    refs, has no meaning off Kubernetes)."""
+    env = {}
+    for k, e in enumerate(_list(obj.get("env"), f"{here}.env")):
+        if not isinstance(e, dict) or not isinstance(e.get("name"), str):
+            raise ConfigError(f"{here}.env[{k}]: expected {{name, value}}")
+        if "value" in e:
+            env[e["name"]] = "" if e["value"] is None else str(e["value"])
+    return env
 
 
 def _pick(predictors: list, name: Optional[str], source: str) -> int:
@@ -146,17 +167,13 @@ def _pick(predictors: list, name: Optional[str], source: str) -> int:
 
 def _containers(p: dict, where: str) -> dict:
     found = {}
-    for i, spec in enumerate(p.get("componentSpecs") or []):
-        for j, c in enumerate(((spec or {}).get("spec") or {}).get("containers") or []):
-            here = f"{where}.componentSpecs[{i}].spec.containers[{j}]"
+    for i, spec in enumerate(_list(p.get("componentSpecs"), f"{where}.componentSpecs")):
+        at = f"{where}.componentSpecs[{i}]"
+        pod = _mapping(_mapping(spec, at).get("spec") or {}, f"{at}.spec")
+        for j, c in enumerate(_list(pod.get("containers"), f"{at}.spec.containers")):
+            here = f"{at}.spec.containers[{j}]"
             c = _mapping(c, here)
-            env = {}
-            for k, e in enumerate(c.get("env") or []):
-                if not isinstance(e, dict) or not isinstance(e.get("name"), str):
-                    raise ConfigError(f"{here}.env[{k}]: expected {{name, value}}")
-                if "value" in e:  # valueFrom (secrets, field refs) has no meaning off Kubernetes
-                    env[e["name"]] = "" if e["value"] is None else str(e["value"])
-            found[c.get("name")] = (env, str(c.get("image") or ""))
+            found[c.get("name")] = (_env(c, here), str(c.get("image") or ""))
     return found
 
 
@@ -180,6 +197,8 @@ def _unit(node, where: str, containers: dict, source: str, seen: set) -> Unit:
     parameters = node.get("parameters") or []
     if not isinstance(parameters, list) or not all(isinstance(q, dict) and "name" in q for q in parameters):
         raise ConfigError(f"{source}: {where}.parameters: expected a list of {{name, value, type}}")
+    if implementation == "RANDOM_ABTEST":
+        _check_ratio_a(parameters, f"{source}: {where}")
     children = node.get("children") or []
     if not isinstance(children, list):
         raise ConfigError(f"{source}: {where}.children: expected a list of units")
@@ -188,6 +207,20 @@ def _unit(node, where: str, containers: dict, source: str, seen: set) -> Unit:
         raise ConfigError(f"{source}: {where}.children: router {name!r} has no children to route to")
     env, image = containers.get(name, ({}, ""))
     return Unit(name, type_, implementation, tuple(methods), parameters, kids, env, image, where)
+
+
+def _check_ratio_a(parameters: list, where: str) -> None:
+    """RANDOM_ABTEST's ratioA, where it is honoured (its only parameter): a finite number, checked
+    here once rather than failing every request (upstream: a 500 per request)."""
+    if len(parameters) == 1 and parameters[0].get("name") == "ratioA":
+        value = parameters[0].get("value")
+        try:
+            ok = not isinstance(value, bool) and math.isfinite(float(value))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"{where}.parameters[0].value: ratioA: expected a number (the share of "
+                              f"child 0, 0..1), got {value!r}")
 
 
 def _annotations(obj: dict, source: str, where: str) -> dict:

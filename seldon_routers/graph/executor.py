@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Optional
 
 from .deployment import Predictor, Unit
+from .wire import failure_json
 
 ALL, NONE = -1, -2
 Call = Callable[[Unit, str, bytes, list], Awaitable[bytes]]
@@ -34,8 +36,17 @@ class UnitError(Exception):
 
 def failure(info: str, code: int = 500) -> UnitError:
     """The executor's own error payload (rest/client.go CreateErrorPayload)."""
-    body = json.dumps({"status": {"code": code, "info": info, "status": "FAILURE"}}).encode()
-    return UnitError(code, body, own=True)
+    return UnitError(code, failure_json(code, info), own=True)
+
+
+async def gather_all(calls) -> list:
+    """Every call run concurrently to its end; then the lowest index's error, if any, is raised
+    (upstream waits for every goroutine, then returns the first error in child order)."""
+    replies = await asyncio.gather(*calls, return_exceptions=True)
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply
+    return replies
 
 
 @dataclass
@@ -55,7 +66,8 @@ class Executor:
         return await self._predict(self.predictor.graph, message, Context(headers))
 
     async def feedback(self, message: bytes, headers: list) -> bytes:
-        return await self._feedback(self.predictor.graph, message, headers, feedback_routing(message))
+        routing = feedback_routing(message, self.predictor)  # checked before any unit is called
+        return await self._feedback(self.predictor.graph, message, headers, routing)
 
     # --- predictions -----------------------------------------------------------------------
 
@@ -79,12 +91,10 @@ class Executor:
             ctx.routing[unit.name] = NONE
             return message
         if route == ALL:
-            replies = await asyncio.gather(*(self._predict(c, message, ctx) for c in unit.children),
-                                           return_exceptions=True)
-            ctx.routing[unit.name] = ALL
-            for reply in replies:  # in child order: the lowest index's error wins
-                if isinstance(reply, BaseException):
-                    raise reply
+            try:
+                replies = await gather_all(self._predict(c, message, ctx) for c in unit.children)
+            finally:
+                ctx.routing[unit.name] = ALL
         else:
             child = _child(unit, route)
             try:
@@ -120,98 +130,131 @@ class Executor:
         if unit.children:
             route = routing.get(unit.name, ALL)
             if route == ALL:
-                replies = await asyncio.gather(*(self._feedback(c, message, headers, routing)
-                                                 for c in unit.children), return_exceptions=True)
-                for reply in replies:
-                    if isinstance(reply, BaseException):
-                        raise reply
-            else:
-                await self._feedback(_child(unit, route, "feedback's response.meta.routing"),
-                                     message, headers, routing)
+                await gather_all(self._feedback(c, message, headers, routing) for c in unit.children)
+            elif route != NONE:  # -2: no child gets it (upstream indexes children[-2] and panics)
+                await self._feedback(unit.children[route], message, headers, routing)
         if unit.calls_feedback:
             return await self.call(unit, "/send-feedback", message, headers)
         return message
 
 
-def _child(unit: Unit, route: int, source: str = "route") -> Unit:
-    # Upstream indexes the children without a check (a Go panic); here it is a clear 500.
+def _child(unit: Unit, route: int) -> Unit:
+    # Upstream indexes the children without a check (a Go panic); here it is a clear 500: the
+    # router answered it. (Feedback's routes are the client's, checked by feedback_routing.)
     if not 0 <= route < len(unit.children):
-        raise failure(f"{source} of {unit.name!r} is {route}, but it has {len(unit.children)} children "
+        raise failure(f"route of {unit.name!r} is {route}, but it has {len(unit.children)} children "
                       f"(a route is -2, -1 or 0..{len(unit.children) - 1})")
     return unit.children[route]
 
 
 def ratio_a(unit: Unit) -> float:
-    """RANDOM_ABTEST's ratioA: honoured only when it is the unit's only parameter (components.go)."""
+    """RANDOM_ABTEST's ratioA: honoured only when it is the unit's only parameter (components.go).
+    Its value is checked when the file is loaded (deployment.py)."""
     params = unit.parameters
     if len(params) == 1 and params[0].get("name") == "ratioA":
-        try:
-            return float(params[0].get("value"))
-        except (TypeError, ValueError):
-            raise failure(f"{unit.name}: parameter ratioA: expected a number, "
-                          f"got {params[0].get('value')!r}") from None
+        return float(params[0].get("value"))
     return 0.5
+
+
+def _load(raw: bytes):
+    """JSON, or None where it is none (or nests past what the parser recurses to)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def read_route(unit: Unit, reply: bytes) -> int:
     """The route in a router's reply (util.ExtractRouteFromSeldonJson): a SeldonMessage's
     first `ndarray` value (or first of its first row), `tensor.values[0]` or
-    `tftensor.intVal[0]`, truncated to int; any other SeldonMessage is -1; else a JSON array
-    of ints. Upstream a value that is no number reads as 0 and an empty array panics; here
-    both are a 500 naming the router."""
-    try:
-        doc = json.loads(reply)
-    except ValueError:
-        doc = None
-    if isinstance(doc, list) and doc and all(isinstance(v, int) and not isinstance(v, bool) for v in doc):
+    `tftensor.intVal[0]` (`int_val`, the proto field name, too: jsonpb reads both), truncated
+    to int; any other JSON object is -1 (upstream: any other SeldonMessage; jsonpb refuses an
+    object that is none); else a JSON array of ints. Upstream a value that is no number reads
+    as 0 and an empty array panics; here those, and any value of the wrong shape, are a 500
+    naming the router and saying what it answered."""
+    doc = _load(reply)
+    if isinstance(doc, list) and doc and all(_is_int(v) for v in doc):
         return doc[0]
+
+    def bad(what: str) -> UnitError:
+        return failure(f"router {unit.name!r}: /route answered {what}: {reply[:200]!r}")
+
     if not isinstance(doc, dict):
-        raise failure(f"router {unit.name!r}: /route answered neither a SeldonMessage nor a JSON array of "
-                      f"ints: {reply[:200]!r}")
+        raise bad("neither a SeldonMessage nor a JSON array of ints")
     data = doc.get("data")
     data = data if isinstance(data, dict) else {}
     if "ndarray" in data:
-        values = data["ndarray"]
-        first = values[0] if isinstance(values, list) and values else None
-        if isinstance(first, list):
-            first = first[0] if first else None
+        where, values = "data.ndarray", data["ndarray"]
+        if isinstance(values, list) and values and isinstance(values[0], list):
+            where, values = "data.ndarray[0]", values[0]
     elif "tensor" in data:
-        values = (data["tensor"] or {}).get("values") or []
-        first = values[0] if values else None
+        tensor = data["tensor"]
+        if not isinstance(tensor, dict):
+            raise bad(f"data.tensor as a {type(tensor).__name__}, not an object")
+        where, values = "data.tensor.values", tensor.get("values")
     elif "tftensor" in data:
-        values = (data["tftensor"] or {}).get("intVal") or []
-        first = values[0] if values else None
+        tf = data["tftensor"]
+        if not isinstance(tf, dict):
+            raise bad(f"data.tftensor as a {type(tf).__name__}, not an object")
+        key = "intVal" if "intVal" in tf else "int_val"
+        where, values = f"data.tftensor.{key}", tf.get(key)
     else:
         return ALL
+    if not isinstance(values, list) or not values:
+        raise bad(f"no route: {where} is no list of numbers")
+    first = values[0]
     if isinstance(first, bool) or not isinstance(first, (int, float)):
-        raise failure(f"router {unit.name!r}: /route's data holds no route number: {reply[:200]!r}")
+        raise bad(f"no route number: {where}[0] is {first!r}")
+    if not math.isfinite(first):
+        raise bad(f"no route: {where}[0] is {first!r}")
     return int(first)  # truncates towards zero, as Go's int(float64)
 
 
-def feedback_routing(message: bytes) -> dict:
+def feedback_routing(message: bytes, predictor: Predictor | None = None) -> dict:
     """`response.meta.routing` of a Feedback; {} (every child) where it is absent or unreadable,
-    as util.RouteFromFeedbackJsonMeta answers -1 when the Feedback does not parse."""
+    as util.RouteFromFeedbackJsonMeta answers -1 when the Feedback does not parse. A value
+    that is a number but no route is the client's error, a 400 naming
+    `response.meta.routing.<name>`: not finite, not whole (upstream's jsonpb refuses 1.5 and
+    then sends to every child), or, for a node of `predictor` with children, not -2, -1 or
+    0..children-1 (upstream indexes its children with it and panics)."""
+    doc = _load(message)
     try:
-        doc = json.loads(message)
         routing = doc["response"]["meta"]["routing"]
-    except (ValueError, TypeError, KeyError):
+    except (TypeError, KeyError):
         return {}
     if not isinstance(routing, dict):
         return {}
-    return {k: int(v) for k, v in routing.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    fanout = {u.name: len(u.children) for u in predictor.units()} if predictor else {}
+    found = {}
+    for name, v in routing.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue  # not a number: as absent
+        where = f"response.meta.routing.{name}"
+        if not (_is_int(v) or (math.isfinite(v) and v == int(v))):
+            raise failure(f"{where}: expected a route, an integer, got {v!r}", 400)
+        route, n = int(v), fanout.get(name, 0)
+        if n and not -2 <= route < n:
+            raise failure(f"{where}: {name!r} has {n} children; a route is -2, -1 or 0..{n - 1}, "
+                          f"got {route}", 400)
+        found[name] = route
+    return found
 
 
 def inject_routing(message: bytes, routing: dict) -> bytes:
     """util.InsertRouteToSeldonPredictPayload: meta.routing replaced by the request's routing
-    map, only where the reply is a JSON object whose `meta` is an object; else unchanged."""
-    try:
-        doc = json.loads(message)
-    except ValueError:
-        return message
+    map, only where the reply is a JSON object whose `meta` is an object; else unchanged (and
+    unchanged where it would not serialise back to JSON: 1e400 reads as inf)."""
+    doc = _load(message)
     if isinstance(doc, dict) and isinstance(doc.get("meta"), dict):
         doc["meta"]["routing"] = dict(routing)
-        return json.dumps(doc, separators=(",", ":")).encode()
+        try:
+            return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+        except (ValueError, RecursionError):
+            return message
     return message
 
 

@@ -15,15 +15,12 @@ import logging
 import uuid
 
 from .executor import Executor, UnitError
+from .wire import failure_json as _error, read_body
 
 log = logging.getLogger("seldon_routers.graph")
 PUID = "seldon-puid"
 PREDICT = ("/api/v1.0/predictions", "/api/v0.1/predictions")
 FEEDBACK = ("/api/v1.0/feedback", "/api/v0.1/feedback")
-
-
-def _error(code: int, info: str) -> bytes:
-    return json.dumps({"status": {"code": code, "info": info, "status": "FAILURE"}}).encode()
 
 
 class Front:
@@ -42,11 +39,7 @@ class Front:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         puid = next((v for k, v in headers if k == PUID and v), "") or str(uuid.uuid4())
         headers = [(k, v) for k, v in headers if k != PUID] + [("Seldon-Puid", puid)]
@@ -70,6 +63,8 @@ class Front:
             doc = json.loads(body)
         except ValueError as exc:
             return 400, _error(400, f"body: expected a {what} as JSON ({exc})")
+        except RecursionError:  # nested deeper than the parser recurses (about 1000 levels)
+            return 400, _error(400, f"body: expected a {what} as JSON: it nests too deep to read")
         if not isinstance(doc, dict):
             return 400, _error(400, f"body: expected a {what} JSON object, got {type(doc).__name__}")
         try:

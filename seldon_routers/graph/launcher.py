@@ -28,7 +28,19 @@ from ..errors import ConfigError
 from .deployment import Predictor, Unit, parameters_json
 
 CHECKOUT = str(Path(seldon_routers.__file__).resolve().parent.parent)
-IMAGE_WORKDIR = "/app"  # this project's image's WORKDIR: container paths under it are the checkout's
+IMAGE_WORKDIR = "/app"
+# A unit's own variables (Seldon's operator sets them per container, this project's serve and
+# the stub read them): never inherited from the runner's shell, only from the unit's container
+# and the operator's values below.
+UNIT_VARIABLES = frozenset({"MODEL_NAME", "ROUTER", "SERVICE_TYPE", "PERSISTENCE", "API_TYPE",
+                            "SELDON_DEPLOYMENT_ID", "PREDICTOR_ID", "PREDICTOR_LABELS"})
+UNIT_PREFIXES = ("PREDICTIVE_UNIT_", "SELDON_ROUTER_")
+
+
+def inherited_env(environ=None) -> dict:
+    """The runner's environment less the unit variables (UNIT_VARIABLES, UNIT_PREFIXES)."""
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in environ.items() if k not in UNIT_VARIABLES and not k.startswith(UNIT_PREFIXES)}  # this project's image's WORKDIR: container paths under it are the checkout's
 
 
 @dataclass
@@ -102,7 +114,7 @@ class Launcher:
         if spec.startswith(("http://", "https://")):
             return Running(unit, spec.rstrip("/"))
         http, grpc_, metrics = free_port(), free_port(), free_port()
-        env = {**os.environ, **self._container_env(unit)}
+        env = {**inherited_env(), **self._container_env(unit)}
         env.update({
             "PREDICTIVE_UNIT_ID": unit.name,
             "PREDICTIVE_UNIT_PARAMETERS": parameters_json(unit),
@@ -167,7 +179,8 @@ class Launcher:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM to every unit started, then SIGKILL to those still up after `timeout`."""
-        procs = [r.proc for r in self.running if r.proc is not None and r.proc.poll() is None]
+        # Every group started, its leader alive or not: a unit's workers outlive its main process.
+        procs = [r.proc for r in self.running if r.proc is not None]
         for proc in procs:
             _signal(proc, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -175,8 +188,21 @@ class Launcher:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _signal(proc, signal.SIGKILL)
-                proc.wait()
+                pass
+            while _group_alive(proc) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            _signal(proc, signal.SIGKILL)  # what is left of the group, if anything
+            proc.wait()
+
+
+def _group_alive(proc: subprocess.Popen) -> bool:
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _signal(proc: subprocess.Popen, sig: int) -> None:

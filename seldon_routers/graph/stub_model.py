@@ -18,9 +18,10 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import sys
 
 from .. import params
+from ..cli import import_from_cwd
+from .wire import failure_json as _error, read_body
 
 
 def _tagged(message: dict, name: str) -> dict:
@@ -106,11 +107,7 @@ def app(model):
     async def asgi(scope, receive, send):
         if scope["type"] != "http":
             return
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         path = scope["path"]
         if path == "/health/ping":
             status, reply = 200, b"pong"
@@ -129,18 +126,13 @@ def app(model):
     return asgi
 
 
-def _error(code: int, info: str) -> bytes:
-    return json.dumps({"status": {"code": code, "info": info, "status": "FAILURE"}}).encode()
-
-
 def main() -> None:
     import uvicorn
 
     name = os.environ.get("PREDICTIVE_UNIT_ID", "0")
     spec = os.environ.get("MODEL_NAME", "")
     if spec:
-        if os.getcwd() not in sys.path:
-            sys.path.append(os.getcwd())
+        import_from_cwd()
         model = UserModel(spec, params.from_seldon_json(os.environ.get("PREDICTIVE_UNIT_PARAMETERS", "")))
     else:
         model = Stub(name)

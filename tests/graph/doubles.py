@@ -97,10 +97,44 @@ FORMS = {  # how a router may answer route N, all read as N by the executor
     "ndarray-flat": lambda n: {"data": {"ndarray": [n]}},
     "tensor": lambda n: {"data": {"tensor": {"shape": [1, 1], "values": [n]}}},
     "tftensor": lambda n: {"data": {"tftensor": {"dtype": "DT_INT32", "intVal": [n]}}},
+    "int_val": lambda n: {"data": {"tftensor": {"dtype": "DT_INT32", "int_val": [n]}}},  # the proto name
     "array": lambda n: [n],
     "float": lambda n: {"data": {"ndarray": [[n + 0.9]]}},  # truncated
     "strdata": lambda n: {"strData": str(n)},  # not DefaultData: -1 whatever it says
 }
+
+
+NONSENSE = {  # router replies that hold no route: the executor's 500, saying what the router answered
+    "tensor-list": ({"data": {"tensor": [1]}}, "data.tensor as a list"),
+    "nan": (b'{"data":{"ndarray":[[NaN]]}}', "data.ndarray[0][0] is nan"),
+    "infinity": (b'{"data":{"tensor":{"values":[1e400]}}}', "data.tensor.values[0] is inf"),
+    "values-null": ({"data": {"tensor": {"values": None}}}, "data.tensor.values is no list"),
+    "tftensor-string": ({"data": {"tftensor": "1"}}, "data.tftensor as a str"),
+}
+
+
+class InFlight:
+    """Doubles that count the calls they hold at once: each call waits (at most `wait` s)
+    until `expect` are in flight together, then answers as `tagged(name)`."""
+
+    def __init__(self, expect: int, wait: float = 10.0):
+        self.expect, self.wait = expect, wait
+        self.now = self.most = 0
+        self.lock = threading.Lock()
+        self.all_in = threading.Event()
+
+    def behaviour(self, name: str) -> Behaviour:
+        def answer(path, headers, body):
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+                if self.now >= self.expect:
+                    self.all_in.set()
+            self.all_in.wait(self.wait)
+            with self.lock:
+                self.now -= 1
+            return tagged(name)(path, headers, body)
+        return answer
 
 
 def scripted_router(path, headers, body):
@@ -109,4 +143,7 @@ def scripted_router(path, headers, body):
         return 200, {"meta": {"tags": {"unit": "r"}}, "data": {"names": [], "ndarray": []}}
     if "x-router-status" in headers:
         return int(headers["x-router-status"]), {"status": {"code": -1, "info": "router down"}}
-    return 200, FORMS[headers.get("x-form", "ndarray")](int(headers.get("x-route", "0")))
+    form = headers.get("x-form", "ndarray")
+    if form in NONSENSE:
+        return 200, NONSENSE[form][0]
+    return 200, FORMS[form](int(headers.get("x-route", "0")))

@@ -24,3 +24,19 @@ class EnvModel:
         if isinstance(X, str):
             return {k: os.environ.get(k) for k in SEEN} | {"loaded": self.loaded}
         return np.asarray(X, dtype=float) * self.scale
+
+
+class Forker:
+    """Starts a worker in its own process group (as a unit's workers are) and writes the
+    worker's pid to `pidfile`: a unit whose main process can die and leave a worker behind."""
+
+    def __init__(self, pidfile: str):
+        import subprocess
+        import sys
+
+        self.worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        with open(pidfile, "w") as f:
+            f.write(str(self.worker.pid))
+
+    def predict(self, X, features_names):
+        return X

@@ -54,6 +54,33 @@ BAD = {
     "a router with no children": (text(deployment(unit("r", "ROUTER"))), r"graph.children: router 'r' has no children"),
     "unknown type": (text(deployment(unit("r", "ROUTR"))), r"graph.type: unknown type 'ROUTR'"),
     "bad methods": (text(deployment(unit("m", "MODEL", methods=["PREDICT"]))), r"graph.methods: expected"),
+    "componentSpecs of lists": (text({**deployment(unit("m", "MODEL")), "spec": {"predictors": [
+        {"name": "p", "graph": unit("m", "MODEL"), "componentSpecs": [[1]]}]}}),
+        r"spec.predictors\[0\].componentSpecs\[0\]: expected a mapping, got list"),
+    "a componentSpec's spec a string": (text({"spec": {"predictors": [
+        {"graph": unit("m", "MODEL"), "componentSpecs": [{"spec": "x"}]}]}}),
+        r"componentSpecs\[0\].spec: expected a mapping, got str"),
+    "componentSpecs a mapping": (text({"spec": {"predictors": [
+        {"graph": unit("m", "MODEL"), "componentSpecs": {"spec": {}}}]}}),
+        r"spec.predictors\[0\].componentSpecs: expected a list, got dict"),
+    "containers a mapping": (text(deployment(unit("m", "MODEL"), containers={"name": "m"})),
+                             r"componentSpecs\[0\].spec.containers: expected a list, got dict"),
+    "a container's env a mapping": (text(deployment(unit("m", "MODEL"), containers=[{"name": "m", "env": {"A": 1}}])),
+                                    r"containers\[0\].env: expected a list, got dict"),
+    "svcOrchSpec.env a mapping": (text({"spec": {"predictors": [
+        {"graph": unit("m", "MODEL"), "svcOrchSpec": {"env": {"SELDON_ENABLE_ROUTING_INJECTION": "1"}}}]}}),
+        r"spec.predictors\[0\].svcOrchSpec.env: expected a list, got dict"),
+    "svcOrchSpec.env entry without a name": (text({"spec": {"predictors": [
+        {"graph": unit("m", "MODEL"), "svcOrchSpec": {"env": [{"value": "1"}]}}]}}),
+        r"svcOrchSpec.env\[0\]: expected \{name, value\}"),
+    "ratioA not a number": (text(deployment({"name": "ab", "implementation": "RANDOM_ABTEST",
+                                             "parameters": [{"name": "ratioA", "value": "half", "type": "FLOAT"}],
+                                             "children": [unit("a", "MODEL"), unit("b", "MODEL")]})),
+                            r"spec.predictors\[0\].graph.parameters\[0\].value: ratioA: expected a number.*'half'"),
+    "ratioA NaN": (text(deployment({"name": "ab", "implementation": "RANDOM_ABTEST",
+                                    "parameters": [{"name": "ratioA", "value": "nan", "type": "FLOAT"}],
+                                    "children": [unit("a", "MODEL"), unit("b", "MODEL")]})),
+                   r"graph.parameters\[0\].value: ratioA: expected a number"),
     "bad timeout": (text(deployment(unit("m", "MODEL"), annotations={"seldon.io/rest-timeout": "soon"})),
                     r"annotation seldon.io/rest-timeout: expected milliseconds"),
 }
@@ -64,6 +91,16 @@ def test_a_bad_file_is_refused_naming_the_field(case):
     source, message = BAD[case]
     with pytest.raises(ConfigError, match=message):
         parse(source, "deployment.yaml")
+
+
+@pytest.mark.parametrize("case", ["componentSpecs of lists", "a componentSpec's spec a string", "ratioA not a number"])
+def test_a_malformed_file_stops_the_cli_with_status_2_and_no_traceback(tmp_path, case):
+    path = tmp_path / "sdep.yaml"
+    path.write_text(BAD[case][0])
+    done = subprocess.run([sys.executable, "-m", "seldon_routers.cli", "graph", "run", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "seldon-router: error:" in done.stderr
 
 
 def test_the_cli_stops_with_status_2_and_the_message(tmp_path):

@@ -39,3 +39,12 @@ def test_bad_bodies_are_a_400_naming_the_body(routed, doubles):
     assert doubles["r"].calls == []
 
 
+
+
+@pytest.mark.parametrize("path", ["/api/v1.0/predictions", "/api/v1.0/feedback"])
+def test_a_body_nested_past_the_parser_is_a_400_with_the_puid(routed, doubles, path):
+    r = requests.post(routed.url + path, data=b"[" * 100_000 + b"]" * 100_000, timeout=30)
+    assert r.status_code == 400, r.text
+    assert r.json()["status"]["info"].startswith("body: expected a ") and "nests too deep" in r.json()["status"]["info"]
+    assert r.headers["Seldon-Puid"]
+    assert doubles["r"].calls == []
