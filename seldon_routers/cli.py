@@ -16,14 +16,20 @@ from .errors import ConfigError, RouterError
 from .routers._params import integer, number, positive_int
 
 
-def _env_int(name: str, default: int) -> int:
+def _env(name: str, default, convert, field: str, expected: str):
+    """$name converted (unset or empty: default); a value that does not convert stops start-up
+    naming `field`."""
     value = os.environ.get(name, "")
     if not value:
         return default
     try:
-        return int(value)
+        return convert(value)
     except ValueError:
-        raise ConfigError(f"{name}: expected an integer port, got {value!r}") from None
+        raise ConfigError(f"{field}: {expected}, got {value!r}") from None
+
+
+def _env_int(name: str, default: int) -> int:
+    return _env(name, default, int, name, "expected an integer port")
 
 
 def import_from_cwd() -> None:
@@ -167,12 +173,8 @@ def _service_type(args) -> None:
 def _snapshot_interval(args) -> float:
     if args.snapshot_interval is not None:
         return number(args.snapshot_interval, "--snapshot-interval", 0, lo_open=True)
-    value = os.environ.get("SELDON_ROUTER_SNAPSHOT_INTERVAL", "") or "10"
     field = "--snapshot-interval ($SELDON_ROUTER_SNAPSHOT_INTERVAL)"
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ConfigError(f"{field}: must be a number > 0, got {value!r}") from None
+    seconds = _env("SELDON_ROUTER_SNAPSHOT_INTERVAL", 10.0, float, field, "must be a number > 0")
     return number(seconds, field, 0, lo_open=True)
 
 
@@ -189,11 +191,8 @@ def _workers(args) -> int:
     if args.workers is not None:
         workers, source = args.workers, "--workers"
     else:
-        value = os.environ.get("SELDON_ROUTER_WORKERS", "") or "1"
-        try:
-            workers, source = int(value), "--workers ($SELDON_ROUTER_WORKERS)"
-        except ValueError:
-            raise ConfigError(f"--workers ($SELDON_ROUTER_WORKERS): expected an integer, got {value!r}") from None
+        source = "--workers ($SELDON_ROUTER_WORKERS)"
+        workers = _env("SELDON_ROUTER_WORKERS", 1, int, source, "expected an integer")
     return positive_int(workers, source)
 
 

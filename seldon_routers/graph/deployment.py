@@ -209,11 +209,20 @@ def _unit(node, where: str, containers: dict, source: str, seen: set) -> Unit:
     return Unit(name, type_, implementation, tuple(methods), parameters, kids, env, image, where)
 
 
-def _check_ratio_a(parameters: list, where: str) -> None:
-    """RANDOM_ABTEST's ratioA, where it is honoured (its only parameter): a finite number, checked
-    here once rather than failing every request (upstream: a 500 per request)."""
+def honoured_ratio_a(parameters: list) -> Optional[dict]:
+    """RANDOM_ABTEST's ratioA parameter where it is honoured: as its only parameter (upstream's
+    components.go), else None (0.5)."""
     if len(parameters) == 1 and parameters[0].get("name") == "ratioA":
-        value = parameters[0].get("value")
+        return parameters[0]
+    return None
+
+
+def _check_ratio_a(parameters: list, where: str) -> None:
+    """ratioA, where it is honoured: a finite number, checked here once rather than failing
+    every request (upstream: a 500 per request)."""
+    ratio = honoured_ratio_a(parameters)
+    if ratio is not None:
+        value = ratio.get("value")
         try:
             ok = not isinstance(value, bool) and math.isfinite(float(value))
         except (TypeError, ValueError):

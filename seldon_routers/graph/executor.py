@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Optional
 
-from .deployment import Predictor, Unit
+from .deployment import Predictor, Unit, honoured_ratio_a
 from .wire import failure_json
 
 ALL, NONE = -1, -2
@@ -148,12 +148,9 @@ def _child(unit: Unit, route: int) -> Unit:
 
 
 def ratio_a(unit: Unit) -> float:
-    """RANDOM_ABTEST's ratioA: honoured only when it is the unit's only parameter (components.go).
-    Its value is checked when the file is loaded (deployment.py)."""
-    params = unit.parameters
-    if len(params) == 1 and params[0].get("name") == "ratioA":
-        return float(params[0].get("value"))
-    return 0.5
+    """RANDOM_ABTEST's share of child 0 (its value is checked when the file is loaded)."""
+    ratio = honoured_ratio_a(unit.parameters)
+    return 0.5 if ratio is None else float(ratio.get("value"))
 
 
 def _load(raw: bytes):

@@ -21,6 +21,8 @@ import os
 
 from .. import params
 from ..cli import import_from_cwd
+from ..codec import from_json
+from ..errors import BadRequest
 from .wire import failure_json as _error, read_body
 
 
@@ -45,18 +47,11 @@ class Stub:
         return _tagged(message, self.name)
 
 
-def _features(message: dict):
-    import numpy as np
-
-    if "strData" in message:
-        return message["strData"]
-    if "jsonData" in message:
-        return message["jsonData"]
-    data = message.get("data") or {}
-    if "tensor" in data:
-        t = data["tensor"]
-        return np.array(t.get("values", []), dtype=float).reshape(t.get("shape") or [-1])
-    return np.array(data.get("ndarray", []))
+def _features(message) -> tuple:
+    """(features, names) as the wrapper passes them, decoded by the server's own codec (a
+    malformed message is its BadRequest naming the field: a 400)."""
+    request = from_json.request(message)
+    return request.features, request.feature_names
 
 
 def _reply(result, names) -> dict:
@@ -80,24 +75,24 @@ class UserModel:
             self.obj.load()
 
     def answer(self, endpoint: str, message: dict) -> dict:
-        names = (message.get("data") or {}).get("names") or []
         if endpoint == "/send-feedback":
             if hasattr(self.obj, "send_feedback"):
-                request = message.get("request") or {}
-                self.obj.send_feedback(_features(request), names, message.get("reward"), message.get("truth"))
+                features, names = _features(message.get("request") or {})
+                self.obj.send_feedback(features, names, message.get("reward"), message.get("truth"))
             return {"meta": {}, "data": {"names": [], "ndarray": []}}
         if endpoint == "/aggregate":
             if not hasattr(self.obj, "aggregate"):
                 raise LookupError("aggregate is not defined by this class")
             msgs = message.get("seldonMessages") or []
-            return _reply(self.obj.aggregate([_features(m) for m in msgs], [[] for _ in msgs]), [])
+            return _reply(self.obj.aggregate([_features(m)[0] for m in msgs], [[] for _ in msgs]), [])
         method = {"/predict": "predict", "/transform-input": "transform_input",
                   "/transform-output": "transform_output"}[endpoint]
         if not hasattr(self.obj, method):  # the wrapper's identity for a missing transform
             if method == "predict":
                 raise LookupError("predict is not defined by this class")
             return message
-        return _reply(getattr(self.obj, method)(_features(message), names), names)
+        features, names = _features(message)
+        return _reply(getattr(self.obj, method)(features, names), names)
 
 
 ENDPOINTS = ("/predict", "/transform-input", "/transform-output", "/aggregate", "/send-feedback")
@@ -114,7 +109,7 @@ def app(model):
         elif path in ENDPOINTS:
             try:
                 status, reply = 200, json.dumps(model.answer(path, json.loads(body or b"{}"))).encode()
-            except (ValueError, KeyError, LookupError, TypeError) as exc:
+            except (BadRequest, ValueError, KeyError, LookupError, TypeError) as exc:
                 status, reply = 400, _error(400, f"{path}: {exc}")
             except Exception as exc:  # a user's model failing is its 500, not the server's end
                 status, reply = 500, _error(500, f"{path}: {type(exc).__name__}: {exc}")
