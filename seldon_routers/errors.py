@@ -17,6 +17,12 @@ class RouterError(Exception):
     grpc_code = "INTERNAL"
     reason = "MICROSERVICE_INTERNAL_ERROR"
 
+    # Extra reply headers (Retry-After, x-ratelimit-*): HTTP headers, gRPC trailing metadata.
+    headers: dict = {}
+    # (type, code) of an OpenAI-style `error` object the reply carries beside Seldon's
+    # `status`, for the errors an OpenAI client must understand (LLM routers, the gateway).
+    openai_error: tuple | None = None
+
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
@@ -69,6 +75,40 @@ class TooManyRequests(RouterError):
     http_status = 429
     grpc_code = "RESOURCE_EXHAUSTED"
     reason = "TOO_MANY_REQUESTS"
+
+
+class RateLimited(TooManyRequests):
+    """A user over a requests- or tokens-per-minute limit (the LLM routers): 429 with
+    Retry-After and x-ratelimit-* headers, and OpenAI's error body."""
+
+    reason = "RATE_LIMITED"
+    openai_error = ("rate_limit_error", "rate_limit_exceeded")
+
+    def __init__(self, message: str, headers: dict):
+        super().__init__(message)
+        self.headers = headers
+
+
+class UnknownModel(NotFound):
+    """The request's `model` is served by none of the router's children (OpenAI's 404)."""
+
+    reason = "MODEL_NOT_FOUND"
+    openai_error = ("invalid_request_error", "model_not_found")
+
+
+class NoCapacity(RouterError):
+    """No child can serve the request within its objective (the `slo` strategy, when set
+    to refuse rather than answer best effort): 429 or 503, as configured."""
+
+    grpc_code = "RESOURCE_EXHAUSTED"
+    reason = "NO_CAPACITY"
+    openai_error = ("server_error", "no_capacity")
+
+    def __init__(self, message: str, http_status: int = 503, headers: dict | None = None):
+        super().__init__(message)
+        self.http_status = http_status
+        self.grpc_code = "RESOURCE_EXHAUSTED" if http_status == 429 else "UNAVAILABLE"
+        self.headers = headers or {}
 
 
 class NotReady(RouterError):

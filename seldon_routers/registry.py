@@ -20,6 +20,17 @@ BUILTINS = {
     "time-of-day": "seldon_routers.routers.time_of_day.router:TimeOfDay",
     "canary": "seldon_routers.routers.canary.router:Canary",
     "classifier": "seldon_routers.routers.classifier.router:ClassifierRouter",
+    # LLM pods (docs/llm-routing.md): one strategy each, or `llm` with a per-request one
+    "random": "seldon_routers.routers.llm.strategies:Random",
+    "least-request": "seldon_routers.routers.llm.strategies:LeastRequest",
+    "power-of-two": "seldon_routers.routers.llm.strategies:PowerOfTwo",
+    "throughput": "seldon_routers.routers.llm.strategies:Throughput",
+    "least-kv-cache": "seldon_routers.routers.llm.strategies:LeastKVCache",
+    "least-latency": "seldon_routers.routers.llm.strategies:LeastLatency",
+    "prefix-cache": "seldon_routers.routers.llm.strategies:PrefixCache",
+    "session-affinity": "seldon_routers.routers.llm.strategies:SessionAffinity",
+    "slo": "seldon_routers.routers.llm.strategies:SLO",
+    "llm": "seldon_routers.routers.llm.router:LLMRouter",
 }
 
 

@@ -196,7 +196,8 @@ class Feedback:
     routing is the child that served the request, read from the response's
     meta.routing under this unit's id; None when the response did not say.
     reward_given is False when a JSON feedback had no reward (it then reads 0.0, as
-    protobuf, which cannot tell a missing float from 0, always does).
+    protobuf, which cannot tell a missing float from 0, always does). response is the
+    view of the response message (its data decoded only when read).
     """
 
     request: Request
@@ -205,6 +206,9 @@ class Feedback:
     truth: Any
     routing: int | None = None
     reward_given: bool = True
+    # The response's data (an LLM completion's OpenAI body, with its `usage`, as jsonData);
+    # None from Seldon's wrapper, which passes no response.
+    response: Request | None = None
 
     @classmethod
     def from_seldon(cls, features: Any, feature_names: list | None, reward, truth: Any,

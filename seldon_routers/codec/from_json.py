@@ -185,11 +185,21 @@ def _data(value, field: str):
     return kind, lambda: _tftensor(tensor, f"{field}.tftensor"), names
 
 
+# Fields that make a JSON object a bare OpenAI body rather than a SeldonMessage: a chat,
+# completion or embedding request (messages, prompt, input) and a response (choices, usage).
+OPENAI_FIELDS = frozenset(("messages", "prompt", "input", "choices", "usage"))
+
+
 def request(message, headers=None, path: str = "", query=None, field: str = "") -> Request:
-    """A SeldonMessage (decoded JSON) -> Request."""
+    """A SeldonMessage (decoded JSON) -> Request. An object with none of SeldonMessage's
+    fields (data, strData, binData, jsonData, customData, meta) and one of OpenAI's
+    (messages, prompt, input; choices, usage in a response) is a bare OpenAI body: it
+    reads as the jsonData of a SeldonMessage, so the LLM routers take it as posted."""
     prefix = f"{field}." if field else ""
     if type(message) is not dict:
         _obj(message, field or "body")
+    if not OPENAI_FIELDS.isdisjoint(message) and "meta" not in message and all(k not in message for k in DATA_FIELDS):
+        message = {"jsonData": message}
     kind = None
     for name in DATA_FIELDS:
         if name in message and (message[name] is not None or name == "jsonData"):
@@ -239,6 +249,7 @@ def feedback(message, unit_id: str, headers=None, path: str = "", query=None) ->
     response_meta = meta(_obj(response, "response").get("meta"), "response.meta")
     truth = message.get("truth")
     return Feedback(
+        response=request(response, field="response"),
         request=req,
         response_meta=response_meta,
         reward=reward(message["reward"]) if message.get("reward") is not None else 0.0,

@@ -71,6 +71,7 @@ def feedback(msg, unit_id: str, headers=None, path: str = "", query=None) -> Fee
     response_meta = meta(msg.response.meta)
     return Feedback(
         request=request(msg.request, headers, path, query, "request"),
+        response=request(msg.response, field="response"),
         response_meta=response_meta,
         reward=reward(msg.reward),
         truth=request(msg.truth, field="truth").features if msg.HasField("truth") else None,

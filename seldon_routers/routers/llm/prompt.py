@@ -1,0 +1,147 @@
+"""What the LLM routers read of a request: its OpenAI body, and of that body the prompt
+text, the model, the user and the expected token counts. Defined once here, so every
+strategy (and the rate limits) keys on the same text.
+
+An OpenAI body arrives as a SeldonMessage's `jsonData` (an object), as `strData` (its JSON
+text), or bare: a JSON object posted to /route with none of SeldonMessage's fields is read
+as the `jsonData` of one (codec/from_json.py), so `curl -d '{"model":..., "messages":...}'`
+routes as it would at an OpenAI endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from ...errors import BadRequest, quote
+from ...request import Request
+
+# Characters per token where no tokenizer is at hand: OpenAI's rule of thumb for English.
+CHARS_PER_TOKEN = 4
+# Output tokens assumed for a request that sets no max_tokens (rate-limit estimate only:
+# reconciled with the response's usage when it arrives).
+DEFAULT_MAX_TOKENS = 256
+
+
+def body_of(request: Request) -> dict:
+    """The request's OpenAI body; a request with none is a BadRequest naming the field."""
+    payload = request.features if request.kind in ("jsonData", "strData") else None
+    if request.kind == "strData":
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            raise BadRequest("strData: not an OpenAI request body (invalid JSON)") from None
+    if not isinstance(payload, dict):
+        got = request.kind or "no data"
+        raise BadRequest(f"jsonData: an LLM router needs an OpenAI request body (chat/completions, "
+                         f"completions or embeddings) as jsonData, strData or a bare JSON body; got {got}")
+    return payload
+
+
+def _content_text(content: Any, field: str) -> str:
+    """A message's content: a string, or OpenAI's list of parts (text parts in order; an
+    image or audio part counts by its URL or data, which is what a prefix cache sees)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, list):
+        raise BadRequest(f"{field}: expected a string or a list of content parts, got {type(content).__name__}")
+    out = []
+    for i, part in enumerate(content):
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        if not isinstance(part, dict):
+            raise BadRequest(f"{field}[{i}]: expected a content part object, got {quote(part)}")
+        kind = part.get("type", "text")
+        value = part.get(kind) if kind != "text" else part.get("text")
+        if isinstance(value, dict):  # {"image_url": {"url": ...}}, {"input_audio": {"data": ...}}
+            value = value.get("url") or value.get("data")
+        if value is not None and not isinstance(value, str):
+            raise BadRequest(f"{field}[{i}].{kind}: expected a string, got {quote(value)}")
+        out.append(value or "")
+    return "".join(out)
+
+
+def prompt_text(body: dict) -> str:
+    """The text a prompt-keyed strategy reads: every message in order (system ones too),
+    each as `role: content` on its own line, or the `prompt` of a completion (a string, or
+    the strings of a list joined by newlines), or the `input` of an embedding."""
+    messages = body.get("messages")
+    if messages is not None:
+        if not isinstance(messages, list):
+            raise BadRequest(f"messages: expected a list, got {type(messages).__name__}")
+        lines = []
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict):
+                raise BadRequest(f"messages[{i}]: expected a message object, got {quote(message)}")
+            role = message.get("role", "")
+            if not isinstance(role, str):
+                raise BadRequest(f"messages[{i}].role: expected a string, got {quote(role)}")
+            lines.append(f"{role}: {_content_text(message.get('content'), f'messages[{i}].content')}")
+            if message.get("tool_calls") is not None:  # the assistant's calls are part of the context
+                lines.append(json.dumps(message["tool_calls"], sort_keys=True, separators=(",", ":")))
+        return "\n".join(lines)
+    for field in ("prompt", "input"):
+        value = body.get(field)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return "\n".join(value)
+        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return " ".join(map(str, value))  # token ids: keyed as text, one token per number
+        raise BadRequest(f"{field}: expected a string or a list of strings, got {quote(value)}")
+    raise BadRequest("body: no messages, prompt or input: not an OpenAI chat/completions, completions or "
+                     "embeddings request")
+
+
+def model_of(body: dict) -> Optional[str]:
+    model = body.get("model")
+    if model is not None and (not isinstance(model, str) or not model):
+        raise BadRequest(f"model: expected a model name, got {quote(model)}")
+    return model
+
+
+def max_tokens_of(body: dict) -> int:
+    """The output tokens the request may generate (max_completion_tokens, max_tokens); an
+    embedding generates none."""
+    if "messages" not in body and "prompt" not in body:
+        return 0
+    for field in ("max_completion_tokens", "max_tokens"):
+        value = body.get(field)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise BadRequest(f"{field}: expected an integer >= 0, got {quote(value)}")
+            n = body.get("n", 1)
+            return value * (n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1)
+    return DEFAULT_MAX_TOKENS
+
+
+def estimate_tokens(text: str) -> int:
+    """Prompt tokens estimated from the text (no tokenizer in the core)."""
+    return max(1, -(-len(text) // CHARS_PER_TOKEN))
+
+
+def usage_of(value: Any) -> Optional[dict]:
+    """The `usage` of an OpenAI response (a feedback's response jsonData, or a completion
+    report), as {prompt_tokens, completion_tokens, total_tokens}; None when it has none.
+    A malformed one is a BadRequest naming the field."""
+    if not isinstance(value, dict) or value.get("usage") is None:
+        return None
+    usage = value["usage"]
+    if not isinstance(usage, dict):
+        raise BadRequest(f"usage: expected an object, got {quote(usage)}")
+    out = {}
+    for field in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        v = usage.get(field)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise BadRequest(f"usage.{field}: expected an integer >= 0, got {quote(v)}")
+        out[field] = v
+    if "total_tokens" not in out:
+        if "prompt_tokens" not in out and "completion_tokens" not in out:
+            raise BadRequest("usage: needs total_tokens (or prompt_tokens and completion_tokens)")
+        out["total_tokens"] = out.get("prompt_tokens", 0) + out.get("completion_tokens", 0)
+    return out
