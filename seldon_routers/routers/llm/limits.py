@@ -9,7 +9,7 @@ class RateLimits:
     is_async = False
 
     @classmethod
-    def from_params(cls, rpm, tpm, limits, limits_file, user_header):
+    def from_params(cls, rpm, tpm, limits, limits_file, clock):
         if rpm is not None or tpm is not None or limits is not None or limits_file is not None:
             raise ConfigError("rpm: rate limits are not available yet")
         return cls()

@@ -8,6 +8,7 @@ Each built-in name is this class with another default strategy (strategies.py).
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any, Optional, Union
 
@@ -100,11 +101,17 @@ class LLMRouter(Router):
         self.options = {"block_size": block_size, "prefix_blocks": prefix_blocks,
                         "prefix_max_imbalance": prefix_max_imbalance, "prefix_sigma": prefix_sigma,
                         "slo_ttft": slo_ttft, "slo_tpot": slo_tpot, "slo_miss": slo_miss}
-        self.ledger = InFlight(self.n_children, ttl)
-        self.signals = signals_mod.PodSignals(self.n_children, metrics_interval, metrics_stale)
-        self.limits = limits_mod.RateLimits.from_params(rpm, tpm, limits, limits_file, self.user_header)
+        # The clock every component reads (in-flight TTL, metrics staleness, rate-limit
+        # windows): set router.clock to drive the router in simulated time (bench/llm_fleet).
+        self.clock = time.monotonic
+        self.ledger = InFlight(self.n_children, ttl, self.now)
+        self.signals = signals_mod.PodSignals(self.n_children, metrics_interval, metrics_stale, self.now)
+        self.limits = limits_mod.RateLimits.from_params(rpm, tpm, limits, limits_file, self.now)
         self._scorers: dict = {}
         self.mix = self._mix(strategy or self.default_strategy, "strategy", ConfigError)
+
+    def now(self) -> float:
+        return self.clock()
 
     # --- strategies ---------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class PodSignals:
-    def __init__(self, n_pods, interval, stale):
+    def __init__(self, n_pods, interval, stale, clock):
         self.n = n_pods
 
     def healthy(self, pods):
