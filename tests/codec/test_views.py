@@ -223,3 +223,22 @@ def test_a_library_message_quoting_the_value_is_cut_short():
     with pytest.raises(BadRequest) as exc:
         from_json.request({"data": {"tftensor": {"dtype": "DT_FLOAT", "floatVal": "y" * 100_000}}}).features
     assert exc.value.message.startswith("data.tftensor: Failed to parse floatVal") and len(exc.value.message) < 300
+
+
+def test_a_bare_openai_body_reads_as_json_data():
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    req = from_json.request(chat)
+    assert req.kind == "jsonData" and req.features == chat
+    assert from_json.request({"prompt": "x", "meta": {"puid": "a"}}).kind == ""  # a SeldonMessage: meta
+    assert from_json.request({"jsonData": chat}).features == chat
+    assert from_json.request({"other": 1}).kind == ""  # neither: a message without data, as before
+
+
+def test_a_feedbacks_response_data_is_in_its_view_on_both_transports():
+    usage = {"usage": {"total_tokens": 12}, "choices": []}
+    fb = from_json.feedback({"request": {"meta": {"puid": "p"}}, "response": {"jsonData": usage}}, "r")
+    assert fb.response.kind == "jsonData" and fb.response.features == usage
+    bare = from_json.feedback({"response": usage}, "r")  # an OpenAI response, as the pod sent it
+    assert bare.response.features == usage
+    proto = json_format.ParseDict({"response": {"jsonData": usage}}, pb.Feedback())
+    assert from_proto.feedback(proto, "r").response.features == usage

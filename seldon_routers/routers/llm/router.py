@@ -108,7 +108,7 @@ class LLMRouter(Router):
         self.signals = signals_mod.PodSignals(self.n_children, metrics_interval, metrics_stale, self.now)
         self.limits = limits_mod.RateLimits.from_params(rpm, tpm, limits, limits_file, self.now)
         self._scorers: dict = {}
-        self.mix = self._mix(strategy or self.default_strategy, "strategy", ConfigError)
+        self.mix = self._mix(self.default_strategy if strategy is None else strategy, "strategy", ConfigError)
 
     def now(self) -> float:
         return self.clock()
