@@ -16,6 +16,9 @@ from .routers.bandits.linear import LinUCB
 from .routers.bandits.thompson import ThompsonSampling
 from .routers.bandits.ucb import UCB1
 from .routers.classifier import ClassifierRouter  # torch/onnxruntime load only with a model
+from .routers.llm.router import LLMRouter
+from .routers.llm.strategies import (LeastKVCache, LeastLatency, LeastRequest, PowerOfTwo, PrefixCache,
+                                     SessionAffinity, SLO, Throughput)
 from .routers.rules import RuleRouter
 from .routers.time_of_day import TimeOfDay
 
@@ -27,6 +30,15 @@ __all__ = [
     "Canary",
     "ClassifierRouter",
     "EpsilonGreedy",
+    "LeastKVCache",
+    "LeastLatency",
+    "LeastRequest",
+    "LLMRouter",
+    "PowerOfTwo",
+    "PrefixCache",
+    "SessionAffinity",
+    "SLO",
+    "Throughput",
     "LinUCB",
     "RuleRouter",
     "ThompsonSampling",

@@ -201,3 +201,23 @@ def test_a_classifier_router_runs_under_the_wrapper(seldon_venv, seldon_python):
         [reply] = seldon_side(seldon_python, "stub", "--target", ms.grpc_target, "--service", "Router",
                               "--method", "Route", "--json", json.dumps({"data": {"ndarray": [rows[3]]}}))
         assert "error" not in reply and route_value(reply) == 1, f"{reply}\n{ms.log()}"
+
+
+def test_an_llm_router_counts_and_releases_under_the_wrapper(seldon_venv):
+    """least-request under Seldon's wrapper: the chat body arrives as jsonData, routes spread
+    over the pods as they fill, and a feedback (which the wrapper hands over with its routing
+    but no puid) ends the oldest request on that pod, so the next request goes there."""
+    chat = {"jsonData": {"model": "llama", "messages": [{"role": "user", "content": "Say this is a test!"}]}}
+    with seldon_microservice(seldon_venv, "seldon_routers.LeastRequest", params(n_branches=3, seed=0),
+                             unit_id=UNIT) as ms:
+        ms.n_children = 3
+        with requests.Session() as s:
+            routes = [assert_route(ms, s.post(ms.url + "/route", json=chat, timeout=10)) for _ in range(6)]
+            assert Counter(routes) == {0: 2, 1: 2, 2: 2}, routes
+            feedback = {"request": chat, "response": {"meta": {"routing": {UNIT: 1}}}}
+            reply = s.post(ms.url + "/send-feedback", json=feedback, timeout=10)
+            assert reply.status_code == 200, f"{reply.text}\n{ms.log()}"
+            assert assert_route(ms, s.post(ms.url + "/route", json=chat, timeout=10)) == 1
+            # the wrapper answers 500 for any exception not its own, but with our message
+            bad = s.post(ms.url + "/route", json={"data": {"ndarray": [[1.0]]}}, timeout=10)
+            assert bad.status_code != 200 and "needs an OpenAI request body" in bad.text, bad.text
