@@ -275,3 +275,52 @@ def test_an_unreachable_redis_is_a_503(redis_factory):
             await client.aclose()
 
     asyncio.run(main())
+
+
+# --- through the router ------------------------------------------------------------------------
+
+def test_two_routers_on_one_redis_share_counts_ttl_and_limits(redis_server):
+    """Two LLMRouters (replicas) driven by one clock: a request routed by one completes on
+    the other, a lost one expires after the TTL for both, a user's limit is one limit."""
+    from seldon_routers.request import Feedback, Headers, Request
+    from seldon_routers.routers.llm.router import LLMRouter
+
+    clock = Clock()
+
+    def chat(puid, user="alice"):
+        return Request({"model": "m", "prompt": "hello"}, kind="jsonData", meta={"puid": puid},
+                       headers=Headers([("user", user)]))
+
+    def completion(puid, tokens):
+        return Feedback(Request(meta={"puid": puid}), {}, 0.0, None,
+                        response=Request({"usage": {"total_tokens": tokens}}, kind="jsonData"))
+
+    async def body(client, keys):
+        replicas = []
+        for _ in range(2):
+            r = LLMRouter(branch_names="a:b", rpm=3, in_flight_ttl="60s")
+            r.clock = clock
+            r.use_ledger(RedisLedger(client, keys, r.branch_names, 60, clock, r.now), RedisLimits(client, keys,
+                                                                                                 r.limits.policy, clock))
+            replicas.append(r)
+        a, b = replicas
+        d1 = await a.decide(chat("p1"))
+        d2 = await b.decide(chat("p2"))
+        assert {d1.child, d2.child} == {0, 1}  # b saw a's request in flight
+        assert await a.ledger.counts() == await b.ledger.counts() == [1, 1]
+        clock.t += 10
+        await b.learn(completion("p1", 4))  # completed on the other replica
+        assert await a.ledger.counts() == [1 - (d1.child == 0), 1 - (d1.child == 1)]
+        await a.decide(chat("p3"))
+        with pytest.raises(RateLimited):  # 3 per minute for alice, whichever replica she reaches
+            await b.decide(chat("p4"))
+        assert sum(await a.ledger.counts()) == 2  # the refused one is not in flight
+        assert (await b.decide(chat("p5", user="bob"))).tags["ratelimit_remaining"][
+            "x-ratelimit-remaining-requests"] == "2"
+        clock.t += 50  # p2, p3, p5 never completed: 60 s after p2 it has expired
+        assert sum(await b.ledger.counts()) == 2
+        clock.t += 10
+        assert await a.ledger.counts() == [0, 0]
+        assert (await a.decide(chat("p6"))).tags["ratelimit_remaining"]["x-ratelimit-remaining-requests"] == "2"
+
+    run(redis_server, body)
