@@ -211,3 +211,25 @@ def test_flask_mount_sends_the_headers():
         assert refused.json()["error"]["code"] == "rate_limit_exceeded" and "Retry-After" in refused.headers
     finally:
         server.stop()
+
+
+def test_workers_share_one_limit_through_redis(redis_url, stop_all):
+    rp = serve(*llm("--state", redis_url.url, "--state-namespace", "workers-ns", "--workers", "2"))
+    stop_all.append(rp)
+    codes = [route(rp, chat(f"w{i}"), user="frank").status_code for i in range(6)]
+    pids = {state(rp)["pid"] for _ in range(20)}
+    assert codes == [200, 200, 200, 429, 429, 429] and len(pids) == 2  # two workers answered, one limit
+    assert sum(in_flight(rp).values()) == 3
+
+
+def test_redis_down_is_a_503_until_it_is_back(redis_url, stop_all):
+    rp = serve(*llm("--state", redis_url.url, "--state-namespace", "down-ns"))
+    stop_all.append(rp)
+    assert route(rp, chat("d1")).status_code == 200
+    redis_url.stop()
+    down = route(rp, chat("d2"))
+    assert down.status_code == 503 and down.json()["status"]["reason"] == "STATE_STORE_UNAVAILABLE"
+    assert state(rp)["store"]["up"] is False
+    redis_url.start()  # empty (no persistence): the counts start again from nothing
+    assert route(rp, chat("d3")).status_code == 200
+    assert in_flight(rp) == {"a": 1, "b": 0} or in_flight(rp) == {"a": 0, "b": 1}
