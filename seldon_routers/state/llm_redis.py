@@ -42,16 +42,23 @@ class _Shared:
     mapping of Redis' errors to a 503 (StoreUnavailable), with `up` kept for /ready."""
 
     def __init__(self, client, keys: dict, clock: Optional[Callable[[], float]]):
+        from redis.exceptions import ConnectionError as Unreachable, TimeoutError as TimedOut
+
         self.client, self.keys, self.clock = client, keys, clock
         self.up = True
+        self._unreachable = (Unreachable, TimedOut, OSError)  # a script's own error is a bug: a 500
 
     def now_arg(self) -> str:
         return "-1" if self.clock is None else repr(float(self.clock()))
 
     async def run(self, script, keys: list, args: list):
+        return await self.guard(script(keys=keys, args=args))
+
+    async def guard(self, pending):
+        """Awaits one Redis call; unreachable Redis is a StoreUnavailable (503)."""
         try:
-            result = await script(keys=keys, args=args)
-        except Exception as exc:  # ConnectionError, TimeoutError, OSError: Redis unreachable
+            result = await pending
+        except self._unreachable as exc:
             if self.up:
                 log.warning("state store unreachable (%s: %s): LLM routes answer 503 until it is back",
                             type(exc).__name__, exc)
@@ -141,10 +148,7 @@ class RedisLimits(_Shared):
         return headers(limit, int(count), int(used), first, tokens_at)
 
     async def settle_async(self, key: str, tokens: int) -> bool:
-        try:
-            where = await self.client.hget(self.keys["index"], key)
-        except Exception:  # the script below reports (and maps) an unreachable Redis
-            where = None
+        where = await self.guard(self.client.hget(self.keys["index"], key))
         if where is None:
             return False
         window, member = where.decode().split("\n", 1)
