@@ -62,8 +62,11 @@ def route(rp, body: dict, **headers) -> requests.Response:
     return requests.post(rp.url + "/route", json=body, headers=headers, timeout=10)
 
 
-def complete(rp, puid: str, total_tokens: int | None = None) -> None:
-    response = {"jsonData": {"usage": {"total_tokens": total_tokens}, "choices": []}} if total_tokens else {}
+def complete(rp, puid: str, total_tokens: int | None = None, bare: bool = False) -> None:
+    """A completion: the feedback naming the puid, with the response's usage (as jsonData,
+    or bare: the OpenAI response as the gateway got it)."""
+    openai = {"usage": {"total_tokens": total_tokens}, "choices": []}
+    response = (openai if bare else {"jsonData": openai}) if total_tokens else {}
     r = requests.post(rp.url + "/send-feedback", json={"request": {"meta": {"puid": puid}}, "response": response},
                       timeout=10)
     assert r.status_code == 200, r.text
@@ -154,7 +157,7 @@ def test_tokens_settled_from_the_usage_on_another_replica(redis_url, stop_all):
     refused = route(b, chat("t2", max_tokens=60), user="carol")
     assert refused.status_code == 429 and "tokens per minute (TPM): limit 100" in refused.json()["error"]["message"]
     assert "x-ratelimit-remaining-requests" not in refused.headers  # carol has no rpm (null lifts the default)
-    complete(b, "t1", total_tokens=12)  # the response's usage: 12, not the estimate
+    complete(b, "t1", total_tokens=12, bare=True)  # the response's usage: 12, not the estimate
     ok = route(b, chat("t2", max_tokens=60), user="carol")
     assert ok.status_code == 200, ok.text
     cost = estimate_tokens(prompt_text(chat()["jsonData"])) + 60  # the estimate: prompt + max_tokens
