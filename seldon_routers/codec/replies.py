@@ -87,9 +87,22 @@ def health_json(status) -> bytes:
     return dumps({**body, "meta": {}})
 
 
-def error_json(message: str, reason: str) -> bytes:
-    """Seldon's error body: SeldonMicroserviceException.to_dict()."""
-    return dumps({"status": {"status": 1, "info": message, "code": -1, "reason": reason}})
+def error_json(message: str, reason: str, openai_error: tuple | None = None) -> bytes:
+    """Seldon's error body: SeldonMicroserviceException.to_dict(); with openai_error
+    ((type, code): rate limits, unknown models), OpenAI's `error` object beside it, so an
+    OpenAI client and a Seldon client each read the field they know."""
+    status = {"status": 1, "info": message, "code": -1, "reason": reason}
+    if openai_error is None:
+        return dumps({"status": status})
+    kind, code = openai_error
+    return dumps({"error": {"message": message, "type": kind, "param": None, "code": code}, "status": status})
+
+
+def error_reply(exc) -> tuple[int, bytes, list]:
+    """A RouterError as a REST reply: its status, its body, its extra headers (Retry-After,
+    x-ratelimit-*) as lower-case (name, value) pairs."""
+    return (exc.http_status, error_json(exc.message, exc.reason, exc.openai_error),
+            [(str(k).lower(), str(v)) for k, v in exc.headers.items()])
 
 
 # --- protobuf --------------------------------------------------------------------------

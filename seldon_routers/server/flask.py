@@ -67,8 +67,10 @@ def _call(path: str) -> Call:
 
 
 def _reply(result, allow: str | None = None) -> Response:
-    status, content_type, body = result
+    status, content_type, body, headers = result
     response = Response(body, status=status, content_type=content_type)
+    for name, value in headers:  # an error's Retry-After, x-ratelimit-*
+        response.headers[name] = value
     if status == 405 and allow:
         response.headers["Allow"] = allow
     return response
@@ -79,4 +81,4 @@ async def _too_large(limit: int):
     from ..errors import PayloadTooLarge
 
     exc = PayloadTooLarge(f"body: over the limit of {limit} bytes")
-    return exc.http_status, "application/json", error_json(exc.message, exc.reason)
+    return exc.http_status, "application/json", error_json(exc.message, exc.reason), []

@@ -42,8 +42,9 @@ def _unary(path: str, message_cls, call, path_header: str = ""):
                 return await call(msg, Headers(pairs), request_path, query)
             # Metadata is fetched only if the router reads a header.
             return await call(msg, Headers(context.invocation_metadata), path, {})
-        except RouterError as exc:
-            await context.abort(grpc.StatusCode[exc.grpc_code], exc.message)
+        except RouterError as exc:  # its headers (Retry-After, x-ratelimit-*) as trailing metadata
+            await context.abort(grpc.StatusCode[exc.grpc_code], exc.message,
+                                tuple((str(k).lower(), str(v)) for k, v in exc.headers.items()))
 
     return grpc.unary_unary_rpc_method_handler(handler)
 

@@ -109,6 +109,9 @@ async def _metadata(dp, call):
 
 
 async def _state(dp, call):
+    refresh = getattr(dp.store, "refresh", None)  # a shared store's counts (LLM in-flight), read now
+    if refresh is not None:
+        await refresh()
     return 200, JSON, dp.state_json()
 
 
@@ -157,20 +160,27 @@ def allowed(path: str) -> str | None:
     return ", ".join(sorted(methods))
 
 
-async def handle(dp: DataPlane, call: Call) -> tuple[int, str, bytes]:
-    """Dispatches one call; every error becomes Seldon's status JSON with its HTTP code."""
+async def handle(dp: DataPlane, call: Call) -> tuple[int, str, bytes, list]:
+    """Dispatches one call: (status, content type, body, extra headers). Every error
+    becomes Seldon's status JSON with its HTTP code (and OpenAI's error object, and its
+    headers, where the error has them: replies.error_reply)."""
     try:
-        entry = _entry(call.path)
-        if entry is None:
-            raise NotFound(f"no endpoint {call.path}; see /route, /send-feedback, /health/ping")
-        methods, handler = entry
-        if call.method == "OPTIONS":  # as Flask answers it for the wrapper: the methods, in Allow
-            return 200, "text/plain", b""
-        if call.method not in methods and not (call.method == "HEAD" and "GET" in methods):
-            raise MethodNotAllowed(f"{call.method} is not allowed on {call.path}; use {' or '.join(sorted(methods))}")
-        return await handler(dp, call)
+        return (*await _dispatch(dp, call), [])
     except RouterError as exc:
-        return exc.http_status, JSON, replies.error_json(exc.message, exc.reason)
+        status, body, headers = replies.error_reply(exc)
+        return status, JSON, body, headers
+
+
+async def _dispatch(dp: DataPlane, call: Call) -> tuple[int, str, bytes]:
+    entry = _entry(call.path)
+    if entry is None:
+        raise NotFound(f"no endpoint {call.path}; see /route, /send-feedback, /health/ping")
+    methods, handler = entry
+    if call.method == "OPTIONS":  # as Flask answers it for the wrapper: the methods, in Allow
+        return 200, "text/plain", b""
+    if call.method not in methods and not (call.method == "HEAD" and "GET" in methods):
+        raise MethodNotAllowed(f"{call.method} is not allowed on {call.path}; use {' or '.join(sorted(methods))}")
+    return await handler(dp, call)
 
 
 class RestApp:
@@ -203,11 +213,12 @@ class RestApp:
             body = await self._body(content_length, receive)
             call = Call(scope["method"], scope["path"], body, content_type.decode("latin-1"),
                         Headers(scope["headers"]), query, original, self.path_header)
-            status, content_type, reply = await handle(self.dp, call)
+            status, content_type, reply, extra = await handle(self.dp, call)
         except PayloadTooLarge as exc:
-            status, content_type, reply = exc.http_status, JSON, replies.error_json(exc.message, exc.reason)
+            status, content_type, reply, extra = exc.http_status, JSON, replies.error_json(exc.message, exc.reason), []
         headers = [(b"content-type", _TYPES.get(content_type) or content_type.encode()),
                    (b"content-length", str(len(reply)).encode())]
+        headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in extra]
         if status == 405 or scope["method"] == "OPTIONS":
             allow = allowed(scope["path"])
             if allow:

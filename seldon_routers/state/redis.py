@@ -57,6 +57,7 @@ class RedisStore(Store):
         self.duplicates = 0  # feedbacks whose puid another replica (or a retry) had already applied
         self._task = None
         self._closing = False
+        self.llm = None  # an LLM router's shared ledger and limits (state/llm_redis.py)
 
     # --- start-up -----------------------------------------------------------------------
 
@@ -64,6 +65,11 @@ class RedisStore(Store):
         import redis.asyncio as aioredis
 
         self.router, self.metrics = router, metrics
+        if callable(getattr(router, "use_ledger", None)):  # an LLM router: in-flight counts and limits
+            from .llm_redis import SharedLLMState
+
+            self.llm = SharedLLMState(self, router, self.namespace or default_namespace(unit_id))
+            return await self.llm.start()
         own = router
         if not isinstance(own, AdditiveState):
             raise ConfigError(f"--state redis: {class_name(own)} has no additive state to share (it is no "
@@ -272,15 +278,23 @@ class RedisStore(Store):
     # --- introspection and shutdown ----------------------------------------------------
 
     def healthy(self) -> bool:
-        return self.up
+        return self.llm.up if self.llm is not None else self.up
+
+    async def refresh(self) -> None:
+        if self.llm is not None:
+            await self.llm.refresh()
 
     def describe(self) -> dict:
+        if self.llm is not None:
+            return self.llm.describe()
         return {"kind": self.kind, "up": self.up, "namespace": self.keys["stats"] if hasattr(self, "keys") else None,
                 "buffered": len(self._pending), "refused": self.refused, "duplicates": self.duplicates,
                 "last_sync": self.last_sync if self.last_sync > 0 else None,
                 "sync_interval": self.options.sync_interval}
 
     async def stop(self) -> None:
+        if self.llm is not None:
+            return await self.llm.stop()
         self._closing = True
         self._wake.set()
         if self._task is not None:

@@ -23,6 +23,18 @@ CHARS_PER_TOKEN = 4
 DEFAULT_MAX_TOKENS = 256
 
 
+def whole(value: Any) -> Optional[int]:
+    """An integer count as JSON gives it, or as protobuf's Value does (a gRPC jsonData has
+    every number as a float: 10.0); None for anything else (bools, fractions, text)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def body_of(request: Request) -> dict:
     """The request's OpenAI body; a request with none is a BadRequest naming the field."""
     payload = request.features if request.kind in ("jsonData", "strData") else None
@@ -89,8 +101,8 @@ def prompt_text(body: dict) -> str:
             return value
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return "\n".join(value)
-        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return " ".join(map(str, value))  # token ids: keyed as text, one token per number
+        if isinstance(value, list) and all(whole(v) is not None for v in value):
+            return " ".join(str(whole(v)) for v in value)  # token ids: keyed as text, one token per number
         raise BadRequest(f"{field}: expected a string or a list of strings, got {quote(value)}")
     raise BadRequest("body: no messages, prompt or input: not an OpenAI chat/completions, completions or "
                      "embeddings request")
@@ -109,12 +121,13 @@ def max_tokens_of(body: dict) -> int:
     if "messages" not in body and "prompt" not in body:
         return 0
     for field in ("max_completion_tokens", "max_tokens"):
-        value = body.get(field)
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise BadRequest(f"{field}: expected an integer >= 0, got {quote(value)}")
-            n = body.get("n", 1)
-            return value * (n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1)
+        raw = body.get(field)
+        if raw is not None:
+            value = whole(raw)
+            if value is None or value < 0:
+                raise BadRequest(f"{field}: expected an integer >= 0, got {quote(raw)}")
+            n = whole(body.get("n", 1))
+            return value * (n if n is not None and n > 0 else 1)
     return DEFAULT_MAX_TOKENS
 
 
@@ -134,11 +147,12 @@ def usage_of(value: Any) -> Optional[dict]:
         raise BadRequest(f"usage: expected an object, got {quote(usage)}")
     out = {}
     for field in ("prompt_tokens", "completion_tokens", "total_tokens"):
-        v = usage.get(field)
-        if v is None:
+        raw = usage.get(field)
+        if raw is None:
             continue
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise BadRequest(f"usage.{field}: expected an integer >= 0, got {quote(v)}")
+        v = whole(raw)
+        if v is None or v < 0:
+            raise BadRequest(f"usage.{field}: expected an integer >= 0, got {quote(raw)}")
         out[field] = v
     if "total_tokens" not in out:
         if "prompt_tokens" not in out and "completion_tokens" not in out:
