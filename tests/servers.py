@@ -243,3 +243,45 @@ def serving(spec: str, *pairs: str, unit_id: str = "0", **kwargs):
     name = (router.name if registry.is_router(cls) else "") or registry.builtin_name(cls)
     with in_process(router, unit_id=unit_id, name=name, **kwargs) as server:
         yield server
+
+
+# --- worker processes (--workers N) ---------------------------------------------------
+
+def children(pid: int) -> set:
+    """Live (not zombie) processes whose parent is pid."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == pid and state != "Z":
+            out.add(int(entry))
+    return out
+
+
+def state_pid(rp: RouterProcess) -> tuple:
+    """(pid, state) of whichever worker a fresh connection reaches."""
+    body = requests.get(rp.url + "/state", timeout=5).json()  # no session: a new connection each time
+    return body["pid"], body["state"]
+
+
+def pids_seen(rp: RouterProcess, want: set, tries: int = 50) -> set:
+    """The worker pids fresh connections reach, until all of `want` have answered."""
+    seen = set()
+    for _ in range(tries):  # each fresh connection lands on a worker at random
+        seen.add(state_pid(rp)[0])
+        if want <= seen:
+            break
+    return seen
+
+
+def workers_of(rp: RouterProcess, n: int = 2) -> set:
+    """The n worker pids, once each has answered over REST (a worker listens once ready)."""
+    pids = wait_until(lambda: (lambda c: c if len(c) == n else None)(children(rp.proc.pid)), what=f"{n} workers")
+    wait_until(lambda: pids_seen(rp, pids) == pids, what=f"REST connections reaching each of {pids}")
+    return pids

@@ -17,7 +17,7 @@ import requests
 
 from seldon_routers.proto import prediction_pb2 as pb
 from server_cases import REPO, grpc_call, router_env
-from servers import RouterProcess, free_port, start_router, wait_http
+from servers import RouterProcess, children, free_port, pids_seen, start_router, state_pid, wait_http, workers_of
 from support import REDIS, on_path, require, scrape, wait_until
 
 UNIT = "ts"
@@ -32,45 +32,12 @@ def cli(*args, timeout=60):
 
 # --- processes -----------------------------------------------------------------------------
 
-def children(pid: int) -> set:
-    """Live (not zombie) processes whose parent is pid."""
-    out = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == pid and state != "Z":
-            out.add(int(entry))
-    return out
-
-
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def state_pid(rp: RouterProcess) -> tuple:
-    """(pid, state) of whichever worker a fresh connection reaches."""
-    body = requests.get(rp.url + "/state", timeout=5).json()  # no session: a new connection each time
-    return body["pid"], body["state"]
-
-
-def pids_seen(rp: RouterProcess, want: set, tries: int = 50) -> set:
-    """The worker pids fresh connections reach, until all of `want` have answered."""
-    seen = set()
-    for _ in range(tries):  # each fresh connection lands on a worker at random
-        seen.add(state_pid(rp)[0])
-        if want <= seen:
-            break
-    return seen
 
 
 # --- redis ---------------------------------------------------------------------------------
@@ -116,13 +83,6 @@ def start_pool(redis_url: str, *args: str, workers: int = 2) -> RouterProcess:
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
-
-
-def workers_of(rp: RouterProcess, n: int = 2) -> set:
-    """The n worker pids, once each has answered over REST (a worker listens once ready)."""
-    pids = wait_until(lambda: (lambda c: c if len(c) == n else None)(children(rp.proc.pid)), what=f"{n} workers")
-    wait_until(lambda: pids_seen(rp, pids) == pids, what=f"REST connections reaching each of {pids}")
-    return pids
 
 
 def until_every_worker(rp: RouterProcess, what: str, check) -> None:
