@@ -150,12 +150,15 @@ class PrefixCache(Scorer):
             return (hi - values) / (hi - lo)
         ease = (hi - values) / (hi - lo) if hi > lo else np.ones(len(pods))  # least-request's score
         mask = self._candidates(pods)
-        outside = ()
-        if self.sigma and hi > lo:  # AIBrix: only pods within mean + sigma x std of in-flight
+        outside: list = []
+        if self.sigma and hi > lo + 1:
+            # AIBrix: only pods within mean + sigma x std of in-flight; but one request more
+            # than the least loaded is noise, not load (else at 1, 0, 0, 0 the only pod
+            # holding the prefix is left out).
             n = len(loads)
             mean = values.sum() / n
             std = max(values.dot(values) / n - mean * mean, 0.0) ** 0.5
-            outside = np.flatnonzero(values > mean + self.sigma * std)
+            outside = np.flatnonzero((values > mean + self.sigma * std) & (values > lo + 1))
             for i in outside.tolist():
                 mask &= ~(1 << pods[i])
         held = self.matches(keys, mask) if keys else np.zeros(len(pods))
@@ -165,6 +168,7 @@ class PrefixCache(Scorer):
         if best == 0:
             tags["rule"] = "no-match"
             tags["prefix_match"] = 0
+            ease[outside] = 0.0
             return ease
         tags["rule"] = "prefix"
         tags["prefix_match"] = int(best)
