@@ -45,8 +45,9 @@ class SessionAffinity(Scorer):
 
     def weights(self, session: str, pods) -> np.ndarray:
         """Each pod's rendezvous weight for the session (the highest wins)."""
+        keys = self._pods if len(pods) == len(self._pods) else self._pods[list(pods)]  # (pods are sorted)
         with np.errstate(over="ignore"):
-            return _mix(self._pods[list(pods)] ^ np.uint64(stable_hash(session)))
+            return _mix(keys ^ np.uint64(stable_hash(session)))
 
     def score(self, call, pods):
         if not call.session:

@@ -223,17 +223,6 @@ class PrefixCache(Scorer):
                 holders.pop(key, None)
         self.evictions += drop
 
-    def forget(self, pod: int) -> None:
-        """A pod restarted (its cache is empty): the index forgets what it held."""
-        lru, clear = self.lru[pod], ~(1 << pod)
-        for key in lru:
-            left = self.holders.get(key, 0) & clear
-            if left:
-                self.holders[key] = left
-            else:
-                self.holders.pop(key, None)
-        lru.clear()
-
     def state(self) -> dict:
         return {"blocks": len(self.holders), "blocks_per_pod": [len(d) for d in self.lru],
                 "evictions": self.evictions, "block_size": self.block_size, "capacity": self.capacity,
