@@ -10,7 +10,7 @@ A timed request is `router.decide` on a Request with the OpenAI body as jsonData
 `learn` that completes the request routed --window requests earlier (its Feedback carries
 the response's usage), so about --window requests are in flight and the load differs
 between pods. The workload shares prefixes: --tenants tenants, each with a system prompt of
-about 24,000 characters, and users of those tenants in multi-turn chats (each turn appends
+about 28,500 characters, and users of those tenants in multi-turn chats (each turn appends
 the assistant's answer and a new question to the history, about 8,000 characters of it),
 so a prompt is about 32,000 characters (8,000 tokens at 4 characters a token). Every
 router gets the same requests in the same order; the Requests and Feedbacks are built
@@ -29,6 +29,7 @@ from seldon_routers.registry import resolve
 from seldon_routers.request import Feedback, Headers, Request
 
 TARGET_US = 50.0
+CHUNK = 100  # requests per router in turn
 ROUTERS = [("random", {}), ("least-request", {}), ("prefix-cache", {}), ("session-affinity", {}),
            ("llm", {"strategy": "prefix-cache:3,least-request:2"})]
 WORDS = "the of and to in is for on that with as by at from this be or are an it not which model pod token cache".split()
@@ -45,9 +46,9 @@ def text(rng: random.Random, chars: int) -> str:
 
 def workload(n: int, tenants: int, users: int, seed: int = 7) -> list[tuple[dict, str]]:
     """(body, session) per request: a user's chat grows by a turn per request, ~8,000
-    characters of history on a ~24,000-character system prompt, then starts over."""
+    characters of history on a ~28,500-character system prompt, then starts over."""
     rng = random.Random(seed)
-    systems = [f"You are tenant {t}'s assistant. " + text(rng, 24_000) for t in range(tenants)]
+    systems = [f"You are tenant {t}'s assistant. " + text(rng, 28_500) for t in range(tenants)]
     chats: dict[int, list] = {}
     out = []
     for i in range(n):
@@ -72,20 +73,18 @@ def requests_for(load: list, session_header: str) -> list[tuple[Request, Feedbac
     return out
 
 
-def run(router, calls: list, window: int, bar) -> list[float]:
+def run(router, calls: list, start: int, stop: int, window: int) -> list[float]:
+    """Times calls[start:stop] (decide, and the learn of the call `window` before)."""
     times = []
     clock = time.perf_counter
-    for i, (request, _) in enumerate(calls):
+    for i in range(start, stop):
+        request = calls[i][0]
         done = calls[i - window][1] if i >= window else None
-        start = clock()
+        began = clock()
         router.decide(request)
         if done is not None:
             router.learn(done)
-        times.append(clock() - start)
-        if bar is not None and i % 200 == 199:
-            bar.update(200)
-    if bar is not None:
-        bar.update(len(calls) % 200)
+        times.append(clock() - began)
     return times
 
 
@@ -100,7 +99,8 @@ def progress(total: int):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=4000, help="timed requests per router (default 4000)")
-    ap.add_argument("--warmup", type=int, default=1000, help="untimed requests first (default 1000)")
+    ap.add_argument("--warmup", type=int, default=1000, help="untimed requests first, a multiple of 100 "
+                    "(default 1000)")
     ap.add_argument("--pods", type=int, default=100)
     ap.add_argument("--tenants", type=int, default=10)
     ap.add_argument("--users", type=int, default=400)
@@ -110,22 +110,31 @@ def main(argv=None) -> int:
 
     load = workload(args.warmup + args.requests, args.tenants, args.users)
     chars = statistics.mean(sum(len(m["content"]) for m in body["messages"]) for body, _ in load)
-    bar = progress(len(ROUTERS) * len(load))
-    rows = []
+    routers, calls = [], []
     for name, params in ROUTERS:
         if args.block_size is not None:
             params = {**params, "block_size": args.block_size}
-        router = resolve(name)(n_branches=args.pods, seed=1, **params)
-        calls = requests_for(load, router.session_header)
-        run(router, calls[:args.warmup], args.window, bar)
-        times = run(router, calls[args.warmup:], args.window, bar)
-        times.sort()
-        median, p99 = statistics.median(times) * 1e6, times[int(0.99 * (len(times) - 1))] * 1e6
-        rows.append((name + (f" ({params['strategy']})" if "strategy" in params else ""), median, p99))
-        if name == "prefix-cache":
-            state = router.state()["prefix-cache"]
+        routers.append(resolve(name)(n_branches=args.pods, seed=1, **params))
+        calls.append(requests_for(load, routers[-1].session_header))
+    # Interleaved in chunks, so a busy moment of the machine costs every router alike.
+    times: list[list[float]] = [[] for _ in routers]
+    bar = progress(len(routers) * len(load))
+    for start in range(0, len(load), CHUNK):
+        stop = min(start + CHUNK, len(load))
+        for k, router in enumerate(routers):
+            took = run(router, calls[k], start, stop, args.window)
+            if start >= args.warmup:
+                times[k] += took
+            if bar is not None:
+                bar.update(stop - start)
     if bar is not None:
         bar.close()
+    rows = []
+    for (name, params), took in zip(ROUTERS, times):
+        took.sort()
+        median, p99 = statistics.median(took) * 1e6, took[int(0.99 * (len(took) - 1))] * 1e6
+        rows.append((name + (f" ({params['strategy']})" if "strategy" in params else ""), median, p99))
+    state = routers[[name for name, _ in ROUTERS].index("prefix-cache")].state()["prefix-cache"]
 
     print(f"{args.pods} pods, prompts of {chars:,.0f} characters (~{chars / 4:,.0f} tokens) on average, "
           f"{args.tenants} tenants, {args.users} users, {args.window} in flight, {args.requests} timed "

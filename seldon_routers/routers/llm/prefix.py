@@ -118,15 +118,15 @@ class PrefixCache(Scorer):
             end = self._held(keys, 0, end - 1, mask, level)
         return out
 
-    def matches(self, keys: list[int], mask: int) -> np.ndarray:
-        """Blocks of the prompt each pod holds (0 for the pods outside mask)."""
+    def matches(self, levels: list[tuple[int, int]]) -> np.ndarray:
+        """Blocks of the prompt each pod holds, from its levels: a pod holds the blocks of
+        the deepest level it is in, which is the sum of each of its levels' steps."""
         n = self.router.n_children
-        held = np.zeros(n)
-        for level, blocks in reversed(self.levels(keys, mask)):  # shallow first, deeper overwrite
-            bits = np.unpackbits(np.frombuffer(level.to_bytes((n + 7) // 8, "little"), np.uint8), count=n,
-                                 bitorder="little")
-            held[bits.view(bool)] = blocks
-        return held
+        width = (n + 7) // 8
+        bits = np.unpackbits(np.frombuffer(b"".join(m.to_bytes(width, "little") for m, _ in levels), np.uint8),
+                             bitorder="little").reshape(len(levels), width * 8)[:, :n]
+        steps = [blocks - deeper for (_, blocks), (_, deeper) in zip(levels, levels[1:] + [(0, 0)])]
+        return np.asarray(steps, dtype=float) @ bits
 
     # --- the strategy -------------------------------------------------------------------
 
@@ -148,35 +148,35 @@ class PrefixCache(Scorer):
             tags["rule"] = "load-fallback"
             tags["prefix_imbalance"] = hi - lo
             return (hi - values) / (hi - lo)
-        ease = (hi - values) / (hi - lo) if hi > lo else np.ones(len(pods))  # least-request's score
         mask = self._candidates(pods)
-        outside: list = []
+        outside = None
         if self.sigma and hi > lo + 1:
             # AIBrix: only pods within mean + sigma x std of in-flight; but one request more
             # than the least loaded is noise, not load (else at 1, 0, 0, 0 the only pod
             # holding the prefix is left out).
             n = len(loads)
-            mean = values.sum() / n
-            std = max(values.dot(values) / n - mean * mean, 0.0) ** 0.5
-            outside = np.flatnonzero((values > mean + self.sigma * std) & (values > lo + 1))
+            mean = sum(loads) / n
+            std = max(float(values.dot(values)) / n - mean * mean, 0.0) ** 0.5
+            outside = np.flatnonzero(values > max(mean + self.sigma * std, lo + 1))
             for i in outside.tolist():
                 mask &= ~(1 << pods[i])
-        held = self.matches(keys, mask) if keys else np.zeros(len(pods))
-        if len(held) != len(pods):
-            held = held[pods]
-        best = held.max()
-        if best == 0:
+        levels = self.levels(keys, mask) if keys else []
+        # least-request's score, halved: at most half a block of match (below)
+        half_ease = (hi - values) * (0.5 / (hi - lo)) if hi > lo else np.full(len(pods), 0.5)
+        if outside is not None and len(outside):
+            half_ease[outside] = 0.0  # pods outside the load bound score 0
+        if not levels:
             tags["rule"] = "no-match"
             tags["prefix_match"] = 0
-            ease[outside] = 0.0
-            return ease
+            return half_ease * 2.0
+        best = levels[0][1]
         tags["rule"] = "prefix"
-        tags["prefix_match"] = int(best)
-        # One block more always beats less load (load adds at most half a block); equal
-        # matches go to the less loaded pod; pods outside the load bound score 0.
-        scores = (held + 0.5 * ease) / (best + 0.5)
-        scores[outside] = 0.0
-        return scores
+        tags["prefix_match"] = best
+        held = self.matches(levels)
+        if len(held) != len(pods):
+            held = held[pods]
+        # One block more always beats less load; equal matches go to the less loaded pod.
+        return (held + half_ease) * (1.0 / (best + 0.5))
 
     def routed(self, call, pod):
         """The pod now holds the prompt's blocks (its model server caches them as it prefills)."""
