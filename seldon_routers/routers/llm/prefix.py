@@ -27,6 +27,7 @@ from the requests it routes; docs/llm/prefix-cache.md says what that costs.
 from __future__ import annotations
 
 import struct
+import threading
 from itertools import starmap
 
 import numpy as np
@@ -67,6 +68,7 @@ class PrefixCache(Scorer):
         self.evictions = 0
         self._last: tuple = (None, [])  # (call, its keys): score() and routed() share one hashing
         self._pods_seen: tuple = (None, 0)
+        self._lock = threading.Lock()
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -89,7 +91,7 @@ class PrefixCache(Scorer):
             blocks = struct.iter_unpack(self._format, memoryview(data)[:n * self.block_size])
             h = np.fromiter(starmap(self._hash, blocks), np.uint64, n)
             with np.errstate(over="ignore"):
-                keys = np.cumsum(h * self._multipliers(n), dtype=np.uint64).tolist()
+                keys = (h * self._multipliers(n)).cumsum().tolist()
         self._last = (call, keys)
         return keys
 
@@ -123,6 +125,10 @@ class PrefixCache(Scorer):
         the deepest level it is in, which is the sum of each of its levels' steps."""
         n = self.router.n_children
         width = (n + 7) // 8
+        if len(levels) == 1:
+            level, blocks = levels[0]
+            bits = np.unpackbits(np.frombuffer(level.to_bytes(width, "little"), np.uint8), count=n, bitorder="little")
+            return bits * float(blocks)
         bits = np.unpackbits(np.frombuffer(b"".join(m.to_bytes(width, "little") for m, _ in levels), np.uint8),
                              bitorder="little").reshape(len(levels), width * 8)[:, :n]
         steps = [blocks - deeper for (_, blocks), (_, deeper) in zip(levels, levels[1:] + [(0, 0)])]
@@ -157,13 +163,16 @@ class PrefixCache(Scorer):
             n = len(loads)
             mean = sum(loads) / n
             std = max(float(values.dot(values)) / n - mean * mean, 0.0) ** 0.5
-            outside = np.flatnonzero(values > max(mean + self.sigma * std, lo + 1))
-            for i in outside.tolist():
-                mask &= ~(1 << pods[i])
+            outside = values > max(mean + self.sigma * std, lo + 1)
+            if len(pods) == self.router.n_children:  # positions are pods: the mask in one go
+                mask &= ~int.from_bytes(np.packbits(outside, bitorder="little").tobytes(), "little")
+            else:
+                for i in np.flatnonzero(outside).tolist():
+                    mask &= ~(1 << pods[i])
         levels = self.levels(keys, mask) if keys else []
         # least-request's score, halved: at most half a block of match (below)
         half_ease = (hi - values) * (0.5 / (hi - lo)) if hi > lo else np.full(len(pods), 0.5)
-        if outside is not None and len(outside):
+        if outside is not None:
             half_ease[outside] = 0.0  # pods outside the load bound score 0
         if not levels:
             tags["rule"] = "no-match"
@@ -184,18 +193,19 @@ class PrefixCache(Scorer):
         self._last = (None, [])
         if not keys:
             return
-        self.clock += 1
-        lru, bit = self.lru[pod], 1 << pod
-        held = self._held_by(lru, keys)
-        holders = self.holders
-        for key in keys[held:]:
-            holders[key] = holders.get(key, 0) | bit
-        # Later blocks "older" than earlier ones by one step each: they evict first, which
-        # keeps the pod's blocks prefix-closed.
-        top = self.clock << 20
-        lru.update(zip(keys, range(top, top - len(keys), -1)))
-        if len(lru) > self.capacity + (self.capacity >> 3):
-            self._evict(pod)
+        with self._lock:  # Seldon's wrapper routes from threads; scoring only reads
+            self.clock += 1
+            lru, bit = self.lru[pod], 1 << pod
+            held = self._held_by(lru, keys)
+            holders = self.holders
+            for key in keys[held:]:
+                holders[key] = holders.get(key, 0) | bit
+            # Later blocks "older" than earlier ones by one step each: they evict first,
+            # which keeps the pod's blocks prefix-closed.
+            top = self.clock << 20
+            lru.update(zip(keys, range(top, top - len(keys), -1)))
+            if len(lru) > self.capacity + (self.capacity >> 3):
+                self._evict(pod)
         call.tags["prefix_match"] = held
         call.tags["prefix_blocks"] = len(keys)
 

@@ -3,6 +3,7 @@ jsonData, learn to complete."""
 
 import random
 import string
+import threading
 
 import pytest
 
@@ -240,3 +241,29 @@ def test_the_llm_router_mixes_prefix_cache_with_least_request():
 def test_bad_options_name_the_field(field, value):
     with pytest.raises(ConfigError, match=field):
         router(**{field: value}).decide(request({"prompt": "x" * 64}))
+
+
+def test_threads_routing_at_once_keep_the_index_whole():
+    """Seldon's wrapper routes from threads: inserts and batch evictions must not race."""
+    r = router(n=4, prefix_blocks=32)
+    bodies = [{"prompt": words(random.Random(i), 40)} for i in range(200)]
+    errors = []
+
+    def work(k):
+        try:
+            for body in bodies[k::8]:
+                req = request(body)
+                r.decide(req)
+                done(r, req)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    state = r.state()["prefix-cache"]
+    assert state["evictions"] > 0 and max(state["blocks_per_pod"]) <= 32 + 4
+    assert state["blocks"] == len(set().union(*(d.keys() for d in r.scorer("prefix-cache").lru)))
