@@ -3,6 +3,7 @@ jsonData, learn to complete."""
 
 import random
 import string
+import sys
 import threading
 
 import pytest
@@ -267,3 +268,9 @@ def test_threads_routing_at_once_keep_the_index_whole():
     state = r.state()["prefix-cache"]
     assert state["evictions"] > 0 and max(state["blocks_per_pod"]) <= 32 + 4
     assert state["blocks"] == len(set().union(*(d.keys() for d in r.scorer("prefix-cache").lru)))
+
+
+def test_without_xxhash_it_says_which_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "xxhash", None)  # import xxhash now raises ImportError
+    with pytest.raises(ConfigError, match=r"prefix-cache needs xxhash.*seldon-routers\[llm\]"):
+        router()
