@@ -61,10 +61,14 @@ class LLMRouter(Router):
     in_flight_ttl: seconds after which a request never reported complete stops counting (default 600).
     rpm, tpm: default requests / tokens per minute per user (default: no limit).
     limits / limits_file: per-user and per-model overrides (see docs/llm-routing.md).
-    block_size: prefix-cache block, in characters of prompt (default 64, about 16 tokens).
-    prefix_blocks: prefix-cache blocks remembered per pod (its KV capacity; default 8192).
+    block_size: prefix-cache block, in characters of prompt (default 512, about 128 tokens, as
+      AIBrix; hashing costs per block, see docs/llm/prefix-cache.md).
+    prefix_blocks: prefix-cache blocks remembered per pod (its KV capacity in blocks of
+      block_size; default 1024, about 131,000 tokens).
     prefix_max_imbalance: in-flight max - min beyond which prefix-cache routes by load (default 8).
-    prefix_sigma: prefix-cache only considers pods within mean + this many sigma of in-flight (default 1).
+    prefix_balance_ratio: ... and only when max > this x min (SGLang's relative rule, 1.0001
+      there; default 1: the absolute bound alone, as AIBrix).
+    prefix_sigma: prefix-cache only considers pods within mean + this many sigma of in-flight (default 1; 0: off).
     metrics_interval, metrics_stale: pod metrics refreshed at most this often, stale after (0.05 s, 2 s).
     slo_ttft, slo_tpot: the `slo` strategy's objectives (seconds to first token, per output token).
     slo_miss: when no pod can meet the objective: best-effort (default), 429 or 503.
@@ -82,8 +86,9 @@ class LLMRouter(Router):
                  session_header: str = "x-session-id", user_header: str = "user",
                  in_flight_ttl: Optional[str] = None, rpm: Optional[int] = None, tpm: Optional[int] = None,
                  limits: Union[str, dict, None] = None, limits_file: Optional[str] = None,
-                 block_size: int = 64, prefix_blocks: int = 8192, prefix_max_imbalance: float = 8.0,
-                 prefix_sigma: float = 1.0, metrics_interval: float = 0.05, metrics_stale: float = 2.0,
+                 block_size: int = 512, prefix_blocks: int = 1024, prefix_max_imbalance: float = 8.0,
+                 prefix_balance_ratio: float = 1.0, prefix_sigma: float = 1.0, metrics_interval: float = 0.05,
+                 metrics_stale: float = 2.0,
                  slo_ttft: Optional[float] = None, slo_tpot: Optional[float] = None, slo_miss: str = "best-effort",
                  seed: Optional[int] = None):
         self.pods = read_pods(pods, pods_file, n_branches, branch_names)
@@ -99,7 +104,8 @@ class LLMRouter(Router):
         self.seed = optional(integer, seed, "seed")
         self.rng = np.random.default_rng(self.seed)
         self.options = {"block_size": block_size, "prefix_blocks": prefix_blocks,
-                        "prefix_max_imbalance": prefix_max_imbalance, "prefix_sigma": prefix_sigma,
+                        "prefix_max_imbalance": prefix_max_imbalance, "prefix_balance_ratio": prefix_balance_ratio,
+                        "prefix_sigma": prefix_sigma,
                         "slo_ttft": slo_ttft, "slo_tpot": slo_tpot, "slo_miss": slo_miss}
         # The clock every component reads (in-flight TTL, metrics staleness, rate-limit
         # windows): set router.clock to drive the router in simulated time (bench/llm_fleet).

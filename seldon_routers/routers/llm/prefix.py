@@ -1,0 +1,246 @@
+"""prefix-cache: the pod holding the longest cached prefix of the prompt, within a load bound.
+
+The prompt (its UTF-8 text, prompt.py) is cut into blocks of `block_size` bytes (characters,
+for ASCII); block i's key is a chained 64-bit hash: xxh3 of each block, summed with a random
+odd multiplier per position (key_i = sum_{j<=i} xxh3(block_j) * M_j mod 2^64), so a key
+depends on every block before it and one cumulative sum (numpy) chains them all. Only full
+blocks count, as a model server caches only full KV blocks.
+
+The index: key -> the pods holding it (a bitmask), and per pod key -> last use (an LRU by
+counter, batch-evicted down to `prefix_blocks` when it overflows by an eighth: a pod's cache
+evicts its oldest blocks when full, so the index forgets them too). Routing a prompt to a pod
+inserts all its blocks there, so what a pod holds is prefix-closed (block i cached implies
+every block before it: a prompt's later blocks are never used more recently than its earlier
+ones, and they evict first), and "block i is cached on some pod" is monotone in i: the
+longest match is found by binary search, never by walking 500 blocks.
+
+The guard (without it prefix routing herds requests onto one pod): when the candidates'
+in-flight max - min exceeds `prefix_max_imbalance` and max > `prefix_balance_ratio` x min
+(AIBrix: 8 and any; SGLang: 32 and 1.0001), the request goes by least-request (rule
+load-fallback); otherwise only pods within mean + `prefix_sigma` sigma of in-flight are
+considered (AIBrix), the others score 0. No match anywhere: least-request (rule no-match).
+
+The index is this router replica's own (not shared through a store): each replica learns
+from the requests it routes; docs/llm/prefix-cache.md says what that costs.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from itertools import starmap
+
+import numpy as np
+
+from ...errors import ConfigError
+from .._params import integer, number
+from .scorers import Scorer
+
+_GROW = 1024  # position multipliers made at a time (a prompt of more blocks grows them)
+
+
+def _xxh3():
+    try:
+        import xxhash
+    except ImportError as exc:
+        raise ConfigError(f"strategy: prefix-cache needs xxhash ({exc}): pip install 'seldon-routers[llm]'") from None
+    return xxhash.xxh3_64_intdigest
+
+
+class PrefixCache(Scorer):
+    name = "prefix-cache"
+
+    def __init__(self, router):
+        super().__init__(router)
+        o = router.options
+        self.block_size = integer(o["block_size"], "block_size", 1)
+        self.capacity = integer(o["prefix_blocks"], "prefix_blocks", 1)
+        self.max_imbalance = number(o["prefix_max_imbalance"], "prefix_max_imbalance", 0)
+        self.ratio = number(o.get("prefix_balance_ratio", 1.0), "prefix_balance_ratio", 0)
+        self.sigma = number(o["prefix_sigma"], "prefix_sigma", 0)
+        self._hash = _xxh3()
+        self._format = f"{self.block_size}s"
+        # Fixed multipliers (not the router's seed): every replica computes the same keys.
+        self._mult = np.zeros(0, np.uint64)
+        self.holders: dict[int, int] = {}  # block key -> bitmask of the pods holding it
+        self.lru: list[dict[int, int]] = [{} for _ in range(router.n_children)]  # pod: key -> last use
+        self.clock = 0  # routes so far: the LRU's time
+        self.evictions = 0
+        self._last: tuple = (None, [])  # (call, its keys): score() and routed() share one hashing
+        self._pods_seen: tuple = (None, 0)
+        self._lock = threading.Lock()
+
+    # --- keys ---------------------------------------------------------------------------
+
+    def _multipliers(self, n: int) -> np.ndarray:
+        if n > len(self._mult):
+            size = -(-n // _GROW) * _GROW
+            rng = np.random.default_rng(0x5E1D0)  # fixed: the same keys in every replica
+            self._mult = rng.integers(0, 2 ** 63, size, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        return self._mult[:n]
+
+    def keys(self, call) -> list[int]:
+        """The chained keys of the prompt's full blocks."""
+        if self._last[0] is call:
+            return self._last[1]
+        data = call.prompt.encode()
+        n = len(data) // self.block_size
+        if n == 0:
+            keys: list[int] = []
+        else:
+            blocks = struct.iter_unpack(self._format, memoryview(data)[:n * self.block_size])
+            h = np.fromiter(starmap(self._hash, blocks), np.uint64, n)
+            with np.errstate(over="ignore"):
+                keys = (h * self._multipliers(n)).cumsum().tolist()
+        self._last = (call, keys)
+        return keys
+
+    # --- matching -----------------------------------------------------------------------
+
+    def _held(self, keys: list[int], lo: int, hi: int, mask: int, want: int) -> int:
+        """The first i in [lo, hi) whose holders (within mask) are exactly `want` (hi if none):
+        along a prompt the holder sets only shrink, so this is a binary search."""
+        holders = self.holders
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if holders.get(keys[mid], 0) & mask == want:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def levels(self, keys: list[int], mask: int) -> list[tuple[int, int]]:
+        """[(pods bitmask, blocks)]: the pods in mask holding that many blocks of the prompt,
+        deepest first (a pod of a deeper level is also in the shallower ones)."""
+        out = []
+        end = self._held(keys, 0, len(keys), mask, 0)  # blocks held by at least one pod
+        while end > 0:
+            level = self.holders.get(keys[end - 1], 0) & mask
+            out.append((level, end))
+            end = self._held(keys, 0, end - 1, mask, level)
+        return out
+
+    def matches(self, levels: list[tuple[int, int]]) -> np.ndarray:
+        """Blocks of the prompt each pod holds, from its levels: a pod holds the blocks of
+        the deepest level it is in, which is the sum of each of its levels' steps."""
+        n = self.router.n_children
+        width = (n + 7) // 8
+        if len(levels) == 1:
+            level, blocks = levels[0]
+            bits = np.unpackbits(np.frombuffer(level.to_bytes(width, "little"), np.uint8), count=n, bitorder="little")
+            return bits * float(blocks)
+        bits = np.unpackbits(np.frombuffer(b"".join(m.to_bytes(width, "little") for m, _ in levels), np.uint8),
+                             bitorder="little").reshape(len(levels), width * 8)[:, :n]
+        steps = [blocks - deeper for (_, blocks), (_, deeper) in zip(levels, levels[1:] + [(0, 0)])]
+        return np.asarray(steps, dtype=float) @ bits
+
+    # --- the strategy -------------------------------------------------------------------
+
+    def _candidates(self, pods) -> int:
+        """The candidates' bitmask, kept for the last list seen (the same pods serve most requests)."""
+        key = tuple(pods)
+        if self._pods_seen[0] != key:
+            self._pods_seen = (key, _mask_of(pods))
+        return self._pods_seen[1]
+
+    def score(self, call, pods):
+        keys = self.keys(call)
+        counts = call.counts or [0] * self.router.n_children
+        loads = counts if len(pods) == len(counts) else [counts[p] for p in pods]  # (pods are sorted)
+        lo, hi = min(loads), max(loads)
+        tags = call.tags
+        values = np.array(loads, dtype=float)
+        if hi - lo > self.max_imbalance and hi > self.ratio * lo:
+            tags["rule"] = "load-fallback"
+            tags["prefix_imbalance"] = hi - lo
+            return (hi - values) / (hi - lo)
+        mask = self._candidates(pods)
+        outside = None
+        if self.sigma and hi > lo + 1:
+            # AIBrix: only pods within mean + sigma x std of in-flight; but one request more
+            # than the least loaded is noise, not load (else at 1, 0, 0, 0 the only pod
+            # holding the prefix is left out).
+            n = len(loads)
+            mean = sum(loads) / n
+            std = max(float(values.dot(values)) / n - mean * mean, 0.0) ** 0.5
+            outside = values > max(mean + self.sigma * std, lo + 1)
+            if len(pods) == self.router.n_children:  # positions are pods: the mask in one go
+                mask &= ~int.from_bytes(np.packbits(outside, bitorder="little").tobytes(), "little")
+            else:
+                for i in np.flatnonzero(outside).tolist():
+                    mask &= ~(1 << pods[i])
+        levels = self.levels(keys, mask) if keys else []
+        # least-request's score, halved: at most half a block of match (below)
+        half_ease = (hi - values) * (0.5 / (hi - lo)) if hi > lo else np.full(len(pods), 0.5)
+        if outside is not None:
+            half_ease[outside] = 0.0  # pods outside the load bound score 0
+        if not levels:
+            tags["rule"] = "no-match"
+            tags["prefix_match"] = 0
+            return half_ease * 2.0
+        best = levels[0][1]
+        tags["rule"] = "prefix"
+        tags["prefix_match"] = best
+        held = self.matches(levels)
+        if len(held) != len(pods):
+            held = held[pods]
+        # One block more always beats less load; equal matches go to the less loaded pod.
+        return (held + half_ease) * (1.0 / (best + 0.5))
+
+    def routed(self, call, pod):
+        """The pod now holds the prompt's blocks (its model server caches them as it prefills)."""
+        keys = self.keys(call)
+        self._last = (None, [])
+        if not keys:
+            return
+        with self._lock:  # Seldon's wrapper routes from threads; scoring only reads
+            self.clock += 1
+            lru, bit = self.lru[pod], 1 << pod
+            held = self._held_by(lru, keys)
+            holders = self.holders
+            for key in keys[held:]:
+                holders[key] = holders.get(key, 0) | bit
+            # Later blocks "older" than earlier ones by one step each: they evict first,
+            # which keeps the pod's blocks prefix-closed.
+            top = self.clock << 20
+            lru.update(zip(keys, range(top, top - len(keys), -1)))
+            if len(lru) > self.capacity + (self.capacity >> 3):
+                self._evict(pod)
+        call.tags["prefix_match"] = held
+        call.tags["prefix_blocks"] = len(keys)
+
+    def _held_by(self, lru: dict, keys: list[int]) -> int:
+        lo, hi = 0, len(keys)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if keys[mid] in lru:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def _evict(self, pod: int) -> None:
+        lru, clear = self.lru[pod], ~(1 << pod)
+        drop = len(lru) - self.capacity
+        cutoff = np.partition(np.fromiter(lru.values(), np.int64, len(lru)), drop)[drop]
+        holders = self.holders
+        for key in [k for k, used in lru.items() if used < cutoff]:
+            del lru[key]
+            left = holders.get(key, 0) & clear
+            if left:
+                holders[key] = left
+            else:
+                holders.pop(key, None)
+        self.evictions += drop
+
+    def state(self) -> dict:
+        return {"blocks": len(self.holders), "blocks_per_pod": [len(d) for d in self.lru],
+                "evictions": self.evictions, "block_size": self.block_size, "capacity": self.capacity,
+                "shared": False}
+
+
+def _mask_of(pods) -> int:
+    mask = 0
+    for p in pods:
+        mask |= 1 << p
+    return mask
