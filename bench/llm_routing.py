@@ -42,6 +42,9 @@ from llm_fleet.workload import Workload  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIX = "prefix-cache:3,least-request:2"
+# The router's prefix index is told the pods' KV capacity (as an operator would set it), so
+# it forgets what the pods evict.
+PREFIX = {"prefix_blocks": BASE.cache_blocks}
 
 
 def router(name: str, **params):
@@ -53,8 +56,8 @@ STRATEGIES = {
     "round-robin": RoundRobin,
     "least-request": router("least-request"),
     "power-of-two": router("power-of-two"),
-    "prefix-cache": router("prefix-cache"),
-    "llm " + MIX: router("llm", strategy=MIX),
+    "prefix-cache": router("prefix-cache", **PREFIX),
+    "llm " + MIX: router("llm", strategy=MIX, **PREFIX),
     "oracle": Oracle,
 }
 
@@ -132,7 +135,7 @@ def replicas(args, workload, progress) -> list:
     if available("prefix-cache", STRATEGIES["prefix-cache"]):
         print("\nReplicas: skipped (prefix-cache not available)")
         return []
-    two = lambda pods, clock, seed: Replicas([package_router("prefix-cache", pods, clock, seed + i) for i in range(2)])  # noqa: E731
+    two = lambda pods, clock, seed: Replicas([package_router("prefix-cache", pods, clock, seed + i, **PREFIX) for i in range(2)])  # noqa: E731
     out = []
     print("\n### prefix-cache: 1 router replica vs 2 (one shared in-flight ledger, an index each)\n")
     print("| rate | hit ratio, 1 replica | 2 replicas | hit ratio lost | p99 TTFT ms, 1 | 2 |\n|---|---|---|---|---|---|")
