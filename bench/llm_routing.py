@@ -33,12 +33,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from llm_fleet.calibrate import profile  # noqa: E402
-from llm_fleet.pods import BASE, FAST, SLOW  # noqa: E402
-from llm_fleet.report import summarise, table  # noqa: E402
-from llm_fleet.sim import simulate  # noqa: E402
-from llm_fleet.strategies import Oracle, Replicas, RoundRobin, package_router  # noqa: E402
-from llm_fleet.workload import Workload  # noqa: E402
+from llm_fleet.calibrate import profile
+from llm_fleet.pods import BASE, FAST, SLOW
+from llm_fleet.report import summarise, table
+from llm_fleet.sim import simulate
+from llm_fleet.strategies import Oracle, Replicas, RoundRobin, package_router
+from llm_fleet.workload import Workload
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIX = "prefix-cache:3,least-request:2"
@@ -135,7 +135,7 @@ def replicas(args, workload, progress) -> list:
     if available("prefix-cache", STRATEGIES["prefix-cache"]):
         print("\nReplicas: skipped (prefix-cache not available)")
         return []
-    two = lambda pods, clock, seed: Replicas([package_router("prefix-cache", pods, clock, seed + i, **PREFIX) for i in range(2)])  # noqa: E731
+    two = lambda pods, clock, seed: Replicas([package_router("prefix-cache", pods, clock, seed + i, **PREFIX) for i in range(2)])
     out = []
     print("\n### prefix-cache: 1 router replica vs 2 (one shared in-flight ledger, an index each)\n")
     print("| rate | hit ratio, 1 replica | 2 replicas | hit ratio lost | p99 TTFT ms, 1 | 2 |\n|---|---|---|---|---|---|")

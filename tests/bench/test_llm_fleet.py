@@ -4,7 +4,6 @@ and the event loop driving a real router through decide/learn. Simulated time on
 wall-clock thresholds."""
 
 import pytest
-
 from llm_fleet.calibrate import profile
 from llm_fleet.pods import BASE, FAST, GPU, SLOW, BlockCache, Job, Pod, block_keys
 from llm_fleet.report import summarise
@@ -144,3 +143,18 @@ def test_calibrated_profiles_are_what_the_slo_strategy_reads():
     assert sum(j.pod == 1 for j in run.jobs) > sum(j.pod == 0 for j in run.jobs)
     s = summarise("slo", 5.0, run, slo=(10.0, None))
     assert s.slo_met == 1.0 and s.cost_per_1k > 0
+
+
+def test_the_benchmark_runs_end_to_end_and_writes_its_summary_and_plot(tmp_path, capsys):
+    import json
+
+    import llm_routing
+    code = llm_routing.main(["--quick", "--requests", "120", "--rates", "10,30", "--only", "routing",
+                             "--out", str(tmp_path), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "### 30 req/s offered" in out and "| oracle |" in out and "| round-robin |" in out
+    [summary] = tmp_path.glob("llm-routing-*.json")
+    data = json.loads(summary.read_text())
+    assert set(data["routing"]["least-request"]) == {"10.0", "30.0"}
+    assert any(c["check"].startswith("30 req/s prefix-cache") for c in data["checks"])
+    assert list(tmp_path.glob("llm-routing-*.png"))
