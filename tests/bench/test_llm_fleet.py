@@ -158,3 +158,19 @@ def test_the_benchmark_runs_end_to_end_and_writes_its_summary_and_plot(tmp_path,
     assert set(data["routing"]["least-request"]) == {"10.0", "30.0"}
     assert any(c["check"].startswith("30 req/s prefix-cache") for c in data["checks"])
     assert list(tmp_path.glob("llm-routing-*.png"))
+
+
+def test_refused_requests_are_counted_and_hold_nothing():
+    made = []
+    tight = {"fast": {"load": [0, 1], "ttft": [0.1, 10.0]}}  # meets 0.2 s only when idle
+
+    def make(pods, clock, seed):
+        made.append(package_router("slo", pods, clock, seed, slo_ttft=0.2, slo_miss="503"))
+        return made[-1]
+
+    run = simulate(make, [FAST, FAST], SMALL, 200.0, 200, seed=6, profiles=tight)
+    assert run.rejected > 0 and len(run.jobs) + run.rejected == 200
+    assert all(j.in_flight_at_arrival == 0 for j in run.jobs)  # only idle pods were predicted to meet it
+    assert made[0].ledger.counts() == [0, 0]
+    s = summarise("slo", 200.0, run, slo=(0.2, None))
+    assert s.rejected == run.rejected and s.slo_met < 1.0
