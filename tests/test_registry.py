@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -32,6 +33,8 @@ PARAMS = {
     "time-of-day": ['config={"default": 0, "windows": []}', "seed=1"],
     "canary": ["min_reward=0.5", "seed=1"],
     "classifier": [f"model_path={DIGITS}", 'class_to_child={"0": 0, "1": 1}', "fallback=2"],
+    "slo": ['pods=' + json.dumps([{"name": n, "cost_per_hour": 1, "profile": {"load": [0], "ttft": [0.1]}}
+                                  for n in "abc"]), "slo_ttft=0.5", "seed=1"],
 }
 
 
