@@ -38,13 +38,16 @@ from llm_fleet.pods import BASE, FAST, SLOW
 from llm_fleet.report import summarise, table
 from llm_fleet.sim import simulate
 from llm_fleet.strategies import Oracle, Replicas, RoundRobin, package_router
-from llm_fleet.workload import Workload
+from llm_fleet.workload import CHARS_PER_TOKEN, Workload
+from seldon_routers.routers.llm.router import LLMRouter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIX = "prefix-cache:3,least-request:2"
-# The router's prefix index is told the pods' KV capacity (as an operator would set it), so
-# it forgets what the pods evict.
-PREFIX = {"prefix_blocks": BASE.cache_blocks}
+# The router's prefix index is told the pods' KV capacity (as an operator would set it), in
+# its own blocks (block_size characters; the pods' are 16 tokens), so it forgets what the
+# pods evict.
+BLOCK_SIZE = LLMRouter(n_branches=1).options["block_size"]
+PREFIX = {"prefix_blocks": max(1, BASE.cache_blocks * 16 * CHARS_PER_TOKEN // BLOCK_SIZE)}
 
 
 def router(name: str, **params):

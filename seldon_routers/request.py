@@ -50,6 +50,11 @@ class Headers(Mapping):
     def __getitem__(self, name: str) -> str:
         return self._built()[name.lower()]
 
+    def get(self, name: str, default=None):
+        # Mapping.get goes through a KeyError for a missing name: routers ask for headers
+        # that are mostly absent (a strategy, a session), on every request.
+        return self._built().get(name.lower(), default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._built())
 

@@ -68,6 +68,7 @@ class PrefixCache(Scorer):
         self.evictions = 0
         self._last: tuple = (None, [])  # (call, its keys): score() and routed() share one hashing
         self._pods_seen: tuple = (None, 0)
+        self._positions_seen: tuple = (None, {})
         self._lock = threading.Lock()
 
     # --- keys ---------------------------------------------------------------------------
@@ -120,72 +121,64 @@ class PrefixCache(Scorer):
             end = self._held(keys, 0, end - 1, mask, level)
         return out
 
-    def matches(self, levels: list[tuple[int, int]]) -> np.ndarray:
-        """Blocks of the prompt each pod holds, from its levels: a pod holds the blocks of
-        the deepest level it is in, which is the sum of each of its levels' steps."""
-        n = self.router.n_children
-        width = (n + 7) // 8
-        if len(levels) == 1:
-            level, blocks = levels[0]
-            bits = np.unpackbits(np.frombuffer(level.to_bytes(width, "little"), np.uint8), count=n, bitorder="little")
-            return bits * float(blocks)
-        bits = np.unpackbits(np.frombuffer(b"".join(m.to_bytes(width, "little") for m, _ in levels), np.uint8),
-                             bitorder="little").reshape(len(levels), width * 8)[:, :n]
-        steps = [blocks - deeper for (_, blocks), (_, deeper) in zip(levels, levels[1:] + [(0, 0)])]
-        return np.asarray(steps, dtype=float) @ bits
-
     # --- the strategy -------------------------------------------------------------------
 
     def _candidates(self, pods) -> int:
         """The candidates' bitmask, kept for the last list seen (the same pods serve most requests)."""
-        key = tuple(pods)
-        if self._pods_seen[0] != key:
-            self._pods_seen = (key, _mask_of(pods))
+        if self._pods_seen[0] is not pods and self._pods_seen[0] != pods:
+            self._pods_seen = (pods, _mask_of(pods))
         return self._pods_seen[1]
 
     def score(self, call, pods):
+        """Per candidate: (blocks it holds + half its least-request score) / (best + 0.5),
+        so one block more always beats less load, and equal matches go to the less loaded.
+        The match is added sparsely: a prompt's blocks are on few pods."""
         keys = self.keys(call)
-        counts = call.counts or [0] * self.router.n_children
-        loads = counts if len(pods) == len(counts) else [counts[p] for p in pods]  # (pods are sorted)
-        lo, hi = min(loads), max(loads)
+        loads = call.loads(pods)
+        lo, hi = loads.min(), loads.max()
         tags = call.tags
-        values = np.array(loads, dtype=float)
         if hi - lo > self.max_imbalance and hi > self.ratio * lo:
             tags["rule"] = "load-fallback"
-            tags["prefix_imbalance"] = hi - lo
-            return (hi - values) / (hi - lo)
+            tags["prefix_imbalance"] = int(hi - lo)
+            return (hi - loads) / (hi - lo)
         mask = self._candidates(pods)
-        outside = None
+        # least-request's score, halved: at most half a block of match
+        ease = (hi - loads) * (0.5 / (hi - lo)) if hi > lo else np.full(len(loads), 0.5)
         if self.sigma and hi > lo + 1:
-            # AIBrix: only pods within mean + sigma x std of in-flight; but one request more
-            # than the least loaded is noise, not load (else at 1, 0, 0, 0 the only pod
+            # AIBrix: only pods within mean + sigma x std of in-flight score; but one request
+            # more than the least loaded is noise, not load (else at 1, 0, 0, 0 the only pod
             # holding the prefix is left out).
             n = len(loads)
-            mean = sum(loads) / n
-            std = max(float(values.dot(values)) / n - mean * mean, 0.0) ** 0.5
-            outside = values > max(mean + self.sigma * std, lo + 1)
-            if len(pods) == self.router.n_children:  # positions are pods: the mask in one go
-                mask &= ~int.from_bytes(np.packbits(outside, bitorder="little").tobytes(), "little")
-            else:
-                for i in np.flatnonzero(outside).tolist():
-                    mask &= ~(1 << pods[i])
+            mean = loads.sum() / n
+            std = max(loads.dot(loads) / n - mean * mean, 0.0) ** 0.5  # (np.std costs 10 us here)
+            outside = loads > max(mean + self.sigma * std, lo + 1)
+            ease[outside] = 0.0
+            for i in np.flatnonzero(outside).tolist():
+                mask &= ~(1 << pods[i])
         levels = self.levels(keys, mask) if keys else []
-        # least-request's score, halved: at most half a block of match (below)
-        half_ease = (hi - values) * (0.5 / (hi - lo)) if hi > lo else np.full(len(pods), 0.5)
-        if outside is not None:
-            half_ease[outside] = 0.0  # pods outside the load bound score 0
         if not levels:
             tags["rule"] = "no-match"
             tags["prefix_match"] = 0
-            return half_ease * 2.0
+            return ease * 2.0
         best = levels[0][1]
         tags["rule"] = "prefix"
         tags["prefix_match"] = best
-        held = self.matches(levels)
-        if len(held) != len(pods):
-            held = held[pods]
-        # One block more always beats less load; equal matches go to the less loaded pod.
-        return (held + half_ease) * (1.0 / (best + 0.5))
+        position = self._positions(pods)
+        shallower = 0
+        for level, blocks in reversed(levels):  # shallowest first: each level adds its step
+            step, shallower = blocks - shallower, blocks
+            while level:
+                bit = level & -level
+                level ^= bit
+                ease[position[bit.bit_length() - 1]] += step
+        ease *= 1.0 / (best + 0.5)
+        return ease
+
+    def _positions(self, pods) -> dict:
+        """pod -> its position among the candidates (cached with the mask)."""
+        if self._positions_seen[0] is not pods and self._positions_seen[0] != pods:
+            self._positions_seen = (pods, {p: i for i, p in enumerate(pods)})
+        return self._positions_seen[1]
 
     def routed(self, call, pod):
         """The pod now holds the prompt's blocks (its model server caches them as it prefills)."""

@@ -82,17 +82,20 @@ def prompt_text(body: dict) -> str:
     if messages is not None:
         if not isinstance(messages, list):
             raise BadRequest(f"messages: expected a list, got {type(messages).__name__}")
-        lines = []
+        parts = []  # joined once: a long system prompt is copied once, not per line
         for i, message in enumerate(messages):
-            if not isinstance(message, dict):
+            if type(message) is not dict:
                 raise BadRequest(f"messages[{i}]: expected a message object, got {quote(message)}")
             role = message.get("role", "")
-            if not isinstance(role, str):
+            content = message.get("content")
+            if type(role) is not str:
                 raise BadRequest(f"messages[{i}].role: expected a string, got {quote(role)}")
-            lines.append(f"{role}: {_content_text(message.get('content'), f'messages[{i}].content')}")
+            if type(content) is not str:
+                content = _content_text(content, f"messages[{i}].content")
+            parts += (role, ": ", content, "\n")
             if message.get("tool_calls") is not None:  # the assistant's calls are part of the context
-                lines.append(json.dumps(message["tool_calls"], sort_keys=True, separators=(",", ":")))
-        return "\n".join(lines)
+                parts += (json.dumps(message["tool_calls"], sort_keys=True, separators=(",", ":")), "\n")
+        return "".join(parts[:-1])
     for field in ("prompt", "input"):
         value = body.get(field)
         if value is None:

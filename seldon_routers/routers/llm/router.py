@@ -8,6 +8,7 @@ Each built-in name is this class with another default strategy (strategies.py).
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from typing import Any, Optional, Union
@@ -31,7 +32,8 @@ DEFAULT_TTL = 600.0  # seconds before an uncompleted request stops counting (lon
 class Call:
     """One request as the strategies see it (built once per route)."""
 
-    __slots__ = ("request", "body", "model", "user", "session", "key", "counts", "tags", "_prompt", "tokens")
+    __slots__ = ("request", "body", "model", "user", "session", "key", "counts", "tags", "_prompt", "tokens",
+                 "_loads")
 
     def __init__(self, request: Request, body: dict, model: Optional[str], user: Optional[str],
                  session: Optional[str], key: str):
@@ -39,7 +41,16 @@ class Call:
         self.counts: list = []
         self.tags: dict = {}
         self._prompt: Optional[str] = None
+        self._loads = None
         self.tokens = 0  # prompt + output tokens expected (rate limits, throughput)
+
+    def loads(self, pods) -> np.ndarray:
+        """The candidates' in-flight counts as floats (made once: every load scorer reads them)."""
+        if self._loads is None or self._loads[0] is not pods:
+            counts = self.counts or [0] * (max(pods) + 1)
+            values = np.asarray(counts, dtype=float)
+            self._loads = (pods, values if len(pods) == len(counts) else values[pods])  # (pods are sorted)
+        return self._loads[1]
 
     @property
     def prompt(self) -> str:
@@ -114,6 +125,9 @@ class LLMRouter(Router):
         self.signals = signals_mod.PodSignals(self.n_children, metrics_interval, metrics_stale, self.now)
         self.limits = limits_mod.RateLimits.from_params(rpm, tpm, limits, limits_file, self.now)
         self._scorers: dict = {}
+        # puids for requests that carry none: unique across replicas (a random prefix per
+        # router) and cheaper than a uuid4 (an os.urandom call) per request
+        self._id_prefix, self._ids = uuid.uuid4().hex[:16] + "-", itertools.count(1)
         self.mix = self._mix(self.default_strategy if strategy is None else strategy, "strategy", ConfigError)
 
     def now(self) -> float:
@@ -143,7 +157,7 @@ class LLMRouter(Router):
         body = body_of(request)
         key = request.puid
         if not key:  # the reply carries the puid the completion must name
-            key = uuid.uuid4().hex
+            key = f"{self._id_prefix}{next(self._ids)}"
             request.meta["puid"] = key
         headers = request.headers
         call = Call(request, body, model_of(body), headers.get(self.user_header) or body.get("user") or None,
@@ -155,11 +169,16 @@ class LLMRouter(Router):
         remember the pick when `commit` tells them."""
         if len(candidates) == 1 and len(mix) == 1 and not mix[0][0].name == "slo":
             return candidates[0]
-        total = np.zeros(len(candidates))
-        for scorer, weight in mix:
-            total += weight * np.asarray(scorer.score(call, candidates), dtype=float)
+        if len(mix) == 1:  # one strategy: its own scores (the weight cannot change the order)
+            total = np.asarray(mix[0][0].score(call, candidates), dtype=float)
+        else:
+            total = np.zeros(len(candidates))
+            for scorer, weight in mix:
+                total += weight * np.asarray(scorer.score(call, candidates), dtype=float)
         best = np.flatnonzero(total >= total.max() - 1e-12)
-        return candidates[int(best[0] if len(best) == 1 else self.rng.choice(best))]
+        # (Generator.choice costs ~15 us a call: a uniform index does the same)
+        pick = best[0] if len(best) == 1 else best[int(self.rng.random() * len(best))]
+        return candidates[int(pick)]
 
     def candidates(self, call: Call) -> list:
         pods = self.catalog.candidates(call.model)
