@@ -1,29 +1,302 @@
-"""Pod signals (placeholder until the metrics work lands: every pod healthy, no metrics)."""
+"""What the router knows of each pod's load, and the strategies that read it.
+
+Two sources per pod: its metrics (vLLM's Prometheus names, scraped by the server's pod
+watcher and given here with `observe`), and the router's own accounting (what it routed,
+what completed, with usage). A metric-based strategy uses the metrics only when every
+candidate has a sample younger than `stale` (comparing one pod's scraped queue with
+another's local count would mean nothing); else it falls back to local accounting, and
+says which in the tags (`signals: metrics | local`) and in /state. Pure bookkeeping, no I/O:
+the watcher does the scraping (server/pod_watcher.py).
+"""
 
 from __future__ import annotations
 
+import threading
+from collections import deque
+from typing import Optional
+
+from ...errors import ConfigError
+from .._params import number
+from .prompt import estimate_tokens, max_tokens_of
+from .scorers import Scorer, lower_is_better
+
+# vLLM's metric names (the watcher reads these and nothing else).
+RUNNING = "vllm:num_requests_running"
+WAITING = "vllm:num_requests_waiting"
+KV_CACHE = "vllm:kv_cache_usage_perc"  # a fraction in [0, 1], despite the name
+GPU_CACHE = "vllm:gpu_cache_usage_perc"  # its name before vLLM V1
+PROMPT_TOKENS = "vllm:prompt_tokens_total"
+GENERATION_TOKENS = "vllm:generation_tokens_total"
+LORA_INFO = "vllm:lora_requests_info"  # labels running_lora_adapters, waiting_lora_adapters
+METRIC_NAMES = (RUNNING, WAITING, KV_CACHE, GPU_CACHE, PROMPT_TOKENS, GENERATION_TOKENS)
+
+WINDOW = 60.0  # seconds of token load `throughput` weighs (local records and counter rates)
+PENDING_HORIZON = 600.0  # a request never reported complete stops counting (the ledger's default TTL)
+EWMA = 0.2  # weight of the newest completion in a pod's service-time estimates
+DEFAULT_SERVICE = 2.0  # seconds per request before any completion is seen (any value: same for all)
+DEFAULT_TPOT = 0.02  # seconds per output token, end to end, before any completion is seen
+DEFAULT_PREFILL = 5e-5  # seconds per prompt token (a profile may say otherwise)
+
+
+class _Pod:
+    __slots__ = ("up", "sample", "sampled_at", "counters", "routed_since", "window", "service", "tpot", "lora")
+
+    def __init__(self):
+        self.up = True
+        self.sample: Optional[dict] = None
+        self.sampled_at: Optional[float] = None
+        self.counters: deque = deque()  # (t, prompt_tokens_total, generation_tokens_total), <= WINDOW
+        self.routed_since = [0, 0.0]  # requests and weighted tokens routed since the last sample
+        self.window: deque = deque()  # [t, prompt, generated] per request routed, <= WINDOW
+        self.service: Optional[float] = None  # EWMA of request durations (route to completion)
+        self.tpot: Optional[float] = None  # EWMA of duration / output tokens
+        self.lora = {"running": [], "waiting": []}
+
 
 class PodSignals:
-    def __init__(self, n_pods, interval, stale, clock):
-        self.n = n_pods
+    """Per pod: healthy or not, its last metrics sample, its recent token load and service times."""
 
-    def healthy(self, pods):
-        return pods
+    def __init__(self, n_pods: int, interval: float, stale: float, clock):
+        self.interval = number(interval, "metrics_interval", 0.0, lo_open=True)
+        self.stale = number(stale, "metrics_stale", 0.0, lo_open=True)
+        if self.stale < self.interval:
+            raise ConfigError(f"metrics_stale: {stale} is shorter than metrics_interval {interval}: every "
+                              "sample would be stale before the next")
+        self.clock = clock
+        self._pods = [_Pod() for _ in range(n_pods)]
+        self._pending: dict = {}  # request key -> (pod, its window record), until it completes
+        self._lock = threading.Lock()
 
-    def routed(self, pod, call):
-        pass
+    # --- health ---------------------------------------------------------------------------
 
-    def completed(self, pod, entry, usage):
-        pass
+    def healthy(self, pods: list) -> list:
+        return [p for p in pods if self._pods[p].up]
 
-    def observe(self, pod, sample, now=None):
-        pass
+    def down(self, pod: int) -> None:
+        """Out of the candidates; its load goes with it (a pod that comes back starts empty)."""
+        with self._lock:
+            s = self._pods[pod]
+            s.up, s.sample, s.sampled_at = False, None, None
+            s.counters.clear()
+            s.window.clear()
+            s.routed_since = [0, 0.0]
+            self._pending = {k: v for k, v in self._pending.items() if v[0] != pod}
 
-    def down(self, pod):
-        pass
+    def up(self, pod: int) -> None:
+        self._pods[pod].up = True
 
-    def up(self, pod):
-        pass
+    # --- metrics --------------------------------------------------------------------------
 
-    def state(self):
-        return {}
+    def observe(self, pod: int, sample: dict, now: Optional[float] = None) -> None:
+        """A scraped sample: {vLLM metric name: value} (LORA_INFO: {running: [...], waiting: [...]})."""
+        now = self.clock() if now is None else now
+        values = {k: float(v) for k, v in sample.items() if k in METRIC_NAMES and isinstance(v, (int, float))}
+        with self._lock:
+            s = self._pods[pod]
+            s.sample, s.sampled_at, s.routed_since = values, now, [0, 0.0]
+            if isinstance(sample.get(LORA_INFO), dict):
+                s.lora = {k: list(sample[LORA_INFO].get(k, [])) for k in ("running", "waiting")}
+            if PROMPT_TOKENS in values and GENERATION_TOKENS in values:
+                point = (now, values[PROMPT_TOKENS], values[GENERATION_TOKENS])
+                if s.counters and (point[1] < s.counters[-1][1] or point[2] < s.counters[-1][2]):
+                    s.counters.clear()  # the pod restarted: its counters began again
+                if len(s.counters) > 1 and now - s.counters[-2][0] < WINDOW / 120:
+                    s.counters[-1] = point  # at most ~120 points a window, the newest kept
+                else:
+                    s.counters.append(point)
+                while now - s.counters[0][0] > WINDOW:
+                    s.counters.popleft()
+
+    def fresh(self, pod: int, now: float, *names: str) -> Optional[dict]:
+        """The pod's sample if it is younger than `stale` and has `names` (any of KV's two), else None."""
+        s = self._pods[pod]
+        if s.sample is None or now - s.sampled_at > self.stale:
+            return None
+        if KV_CACHE in names and KV_CACHE not in s.sample and GPU_CACHE in s.sample:
+            names = tuple(n for n in names if n != KV_CACHE)
+        return s.sample if all(n in s.sample for n in names) else None
+
+    def samples(self, pods, *names: str) -> Optional[list]:
+        """Every candidate's fresh sample, or None if any has none (the strategy then goes local)."""
+        now = self.clock()
+        out = [self.fresh(p, now, *names) for p in pods]
+        return None if any(s is None for s in out) else out
+
+    def token_rate(self, pod: int) -> Optional[float]:
+        """2 x prompt + generated tokens per second from the pod's counters over the window,
+        plus what was routed to it since its last sample (so a burst does not herd)."""
+        s = self._pods[pod]
+        if len(s.counters) < 2 or s.counters[-1][0] <= s.counters[0][0]:
+            return None
+        (t0, p0, g0), (t1, p1, g1) = s.counters[0], s.counters[-1]
+        return (2 * (p1 - p0) + (g1 - g0)) / (t1 - t0) + s.routed_since[1] / WINDOW
+
+    # --- local accounting -----------------------------------------------------------------
+
+    def routed(self, pod: int, call) -> None:
+        now = self.clock()
+        prompt, generated = estimate_tokens(call.prompt), max_tokens_of(call.body)
+        record = [now, prompt, generated]
+        with self._lock:
+            s = self._pods[pod]
+            s.window.append(record)
+            s.routed_since[0] += 1
+            s.routed_since[1] += 2 * prompt + generated
+            self._pending[call.key] = (pod, record)
+            if len(self._pending) % 1024 == 0:
+                self._purge(now)
+
+    def completed(self, pod: int, entry, usage: Optional[dict], key: Optional[str] = None) -> None:
+        """A completion: the estimate replaced by the usage, the pod's service times updated."""
+        now = self.clock()
+        with self._lock:
+            if key:
+                found = self._pending.pop(key, None)
+            else:  # a completion naming no request: the pod's oldest, as the ledger does
+                key = next((k for k, (p, _) in self._pending.items() if p == pod), None)
+                found = self._pending.pop(key) if key is not None else None
+            if found is not None and usage is not None:
+                record = found[1]
+                record[1] = usage.get("prompt_tokens", record[1])
+                record[2] = usage.get("completion_tokens", max(0, usage["total_tokens"] - record[1]))
+            duration = now - entry.started if entry is not None else -1.0
+            if duration >= 0:
+                s = self._pods[pod]
+                s.service = duration if s.service is None else (1 - EWMA) * s.service + EWMA * duration
+                out = usage.get("completion_tokens") if usage else None
+                if out:
+                    tpot = duration / out
+                    s.tpot = tpot if s.tpot is None else (1 - EWMA) * s.tpot + EWMA * tpot
+
+    def _purge(self, now: float) -> None:
+        self._pending = {k: v for k, v in self._pending.items() if now - v[1][0] <= PENDING_HORIZON}
+
+    def local_token_rate(self, pod: int) -> float:
+        """2 x prompt + generated tokens per second routed to the pod over the window (usage
+        where the completion reported it, the estimate until then)."""
+        now = self.clock()
+        with self._lock:
+            window = self._pods[pod].window
+            while window and now - window[0][0] > WINDOW:
+                window.popleft()
+            return sum(2 * r[1] + r[2] for r in window) / WINDOW
+
+    def in_flight_tokens(self) -> list:
+        """Prompt + output tokens of the requests in flight on each pod (what their KV cache holds)."""
+        out = [0] * len(self._pods)
+        with self._lock:
+            for pod, record in self._pending.values():
+                out[pod] += record[1] + record[2]
+        return out
+
+    def service(self, pod: int) -> tuple:
+        """(seconds per request, seconds per output token) learned from the pod's completions;
+        a pod with none yet gets the mean of those that have some, else the defaults."""
+        s, known = self._pods[pod], [p for p in self._pods if p.service is not None]
+        service = s.service if s.service is not None else (
+            sum(p.service for p in known) / len(known) if known else DEFAULT_SERVICE)
+        timed = [p.tpot for p in self._pods if p.tpot is not None]
+        tpot = s.tpot if s.tpot is not None else (sum(timed) / len(timed) if timed else DEFAULT_TPOT)
+        return service, tpot
+
+    def state(self) -> dict:
+        now = self.clock()
+        rates = [self.local_token_rate(p) for p in range(len(self._pods))]
+        tokens = self.in_flight_tokens()
+        pods = []
+        for i, s in enumerate(self._pods):
+            age = None if s.sampled_at is None else round(now - s.sampled_at, 3)
+            row = {"healthy": s.up, "source": "metrics" if self.fresh(i, now) is not None else "local",
+                   "sample_age": age, "local_token_rate": round(rates[i], 3), "in_flight_tokens": tokens[i],
+                   "service_s": None if s.service is None else round(s.service, 4),
+                   "tpot_s": None if s.tpot is None else round(s.tpot, 5)}
+            if s.sample is not None:
+                row["metrics"] = dict(s.sample)
+                rate = self.token_rate(i)
+                row["token_rate"] = None if rate is None else round(rate, 3)
+            if s.lora["running"] or s.lora["waiting"]:
+                row["lora"] = s.lora
+            pods.append(row)
+        return {"metrics_interval": self.interval, "metrics_stale": self.stale, "window": WINDOW, "pods": pods}
+
+
+# --- the strategies that read these signals ------------------------------------------------
+
+def _tag(call, source: str) -> None:
+    # In a mix, one local fallback is what the tag must show.
+    if source == "local" or "signals" not in call.tags:
+        call.tags["signals"] = source
+
+
+class Throughput(Scorer):
+    """Least recent token load, AIBrix's 2 x prompt + generated tokens per second: from the
+    pods' token counters when fresh, else what this router routed in the last WINDOW seconds."""
+
+    name = "throughput"
+
+    def score(self, call, pods):
+        signals = self.router.signals
+        rates = [signals.token_rate(p) for p in pods] if signals.samples(pods, PROMPT_TOKENS) else None
+        if rates is None or any(r is None for r in rates):
+            _tag(call, "local")
+            return lower_is_better([signals.local_token_rate(p) for p in pods])
+        _tag(call, "metrics")
+        return lower_is_better(rates)
+
+
+class LeastKVCache(Scorer):
+    """Lowest KV-cache usage (vllm:kv_cache_usage_perc, or gpu_cache_usage_perc before V1);
+    locally: fewest tokens (prompt + max output) in flight."""
+
+    name = "least-kv-cache"
+
+    def score(self, call, pods):
+        signals = self.router.signals
+        samples = signals.samples(pods, KV_CACHE)
+        if samples is None:
+            _tag(call, "local")
+            tokens = signals.in_flight_tokens()
+            return lower_is_better([tokens[p] for p in pods])
+        _tag(call, "metrics")
+        return lower_is_better([s.get(KV_CACHE, s.get(GPU_CACHE)) for s in samples])
+
+
+def _profile_number(profile, key: str) -> Optional[float]:
+    value = profile.get(key) if isinstance(profile, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
+
+
+class LeastLatency(Scorer):
+    """Lowest predicted time to finish this request:
+        queue x seconds per request + prompt tokens x prefill + max_tokens x seconds per output token
+    queue: waiting + running when fresh (plus what was routed since the sample), else in flight;
+    seconds per request and per output token: EWMAs of the pod's completions, or its
+    profile's `tpot` and `prefill_per_token` (seconds) where given."""
+
+    name = "least-latency"
+
+    def score(self, call, pods):
+        signals = self.router.signals
+        samples = signals.samples(pods, RUNNING, WAITING)
+        if samples is None:
+            _tag(call, "local")
+            queues = [call.counts[p] if call.counts else 0 for p in pods]
+        else:
+            _tag(call, "metrics")
+            queues = [s[RUNNING] + s[WAITING] + signals._pods[p].routed_since[0] for p, s in zip(pods, samples)]
+        prompt, output = estimate_tokens(call.prompt), max_tokens_of(call.body)
+        predicted = []
+        for p, queue in zip(pods, queues):
+            service, tpot = signals.service(p)
+            profile = self.router.pods[p].profile
+            tpot = _profile_number(profile, "tpot") if _profile_number(profile, "tpot") is not None else tpot
+            prefill = _profile_number(profile, "prefill_per_token")
+            predicted.append(queue * service + prompt * (DEFAULT_PREFILL if prefill is None else prefill)
+                             + output * tpot)
+        call.tags["predicted_s"] = dict(zip(pods, predicted))  # the pick's alone once it is made
+        return lower_is_better(predicted)
+
+    def routed(self, call, pod):
+        predicted = call.tags.get("predicted_s")
+        if isinstance(predicted, dict):
+            call.tags["predicted_s"] = round(predicted[pod], 4)
