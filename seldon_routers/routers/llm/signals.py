@@ -39,7 +39,8 @@ DEFAULT_PREFILL = 5e-5  # seconds per prompt token (a profile may say otherwise)
 
 
 class _Pod:
-    __slots__ = ("up", "sample", "sampled_at", "counters", "routed_since", "window", "service", "tpot", "lora")
+    __slots__ = ("up", "sample", "sampled_at", "counters", "routed_since", "window", "window_load", "in_flight",
+                 "service", "tpot", "lora")
 
     def __init__(self):
         self.up = True
@@ -47,7 +48,9 @@ class _Pod:
         self.sampled_at: Optional[float] = None
         self.counters: deque = deque()  # (t, prompt_tokens_total, generation_tokens_total), <= WINDOW
         self.routed_since = [0, 0.0]  # requests and weighted tokens routed since the last sample
-        self.window: deque = deque()  # [t, prompt, generated] per request routed, <= WINDOW
+        self.window: deque = deque()  # [t, prompt, generated, in the window] per request routed
+        self.window_load = 0.0  # the sum of 2 x prompt + generated over the window
+        self.in_flight = 0  # estimated tokens (prompt + max output) of its requests in flight
         self.service: Optional[float] = None  # EWMA of request durations (route to completion)
         self.tpot: Optional[float] = None  # EWMA of duration / output tokens
         self.lora = {"running": [], "waiting": []}
@@ -79,7 +82,8 @@ class PodSignals:
             s.up, s.sample, s.sampled_at = False, None, None
             s.counters.clear()
             s.window.clear()
-            s.routed_since = [0, 0.0]
+            s.window_load = 0.0
+            s.routed_since, s.in_flight = [0, 0.0], 0
             self._pending = {k: v for k, v in self._pending.items() if v[0] != pod}
 
     def up(self, pod: int) -> None:
@@ -122,6 +126,10 @@ class PodSignals:
         out = [self.fresh(p, now, *names) for p in pods]
         return None if any(s is None for s in out) else out
 
+    def routed_since(self, pod: int) -> int:
+        """Requests routed to the pod since its last sample (which its queue does not show yet)."""
+        return self._pods[pod].routed_since[0]
+
     def token_rate(self, pod: int) -> Optional[float]:
         """2 x prompt + generated tokens per second from the pod's counters over the window,
         plus what was routed to it since its last sample (so a burst does not herd)."""
@@ -136,15 +144,17 @@ class PodSignals:
     def routed(self, pod: int, call) -> None:
         now = self.clock()
         prompt, generated = estimate_tokens(call.prompt), max_tokens_of(call.body)
-        record = [now, prompt, generated]
+        record = [now, prompt, generated, True]
         with self._lock:
             s = self._pods[pod]
             s.window.append(record)
+            s.window_load += 2 * prompt + generated
             s.routed_since[0] += 1
             s.routed_since[1] += 2 * prompt + generated
+            self._forget(self._pending.pop(call.key, None))  # the same request routed again
             self._pending[call.key] = (pod, record)
-            if len(self._pending) % 1024 == 0:
-                self._purge(now)
+            s.in_flight += prompt + generated
+            self._purge(now)
 
     def completed(self, pod: int, entry, usage: Optional[dict], key: Optional[str] = None) -> None:
         """A completion: the estimate replaced by the usage, the pod's service times updated."""
@@ -155,10 +165,13 @@ class PodSignals:
             else:  # a completion naming no request: the pod's oldest, as the ledger does
                 key = next((k for k, (p, _) in self._pending.items() if p == pod), None)
                 found = self._pending.pop(key) if key is not None else None
+            self._forget(found)
             if found is not None and usage is not None:
-                record = found[1]
+                record, before = found[1], 2 * found[1][1] + found[1][2]
                 record[1] = usage.get("prompt_tokens", record[1])
                 record[2] = usage.get("completion_tokens", max(0, usage["total_tokens"] - record[1]))
+                if record[3]:
+                    self._pods[found[0]].window_load += 2 * record[1] + record[2] - before
             duration = now - entry.started if entry is not None else -1.0
             if duration >= 0:
                 s = self._pods[pod]
@@ -168,26 +181,38 @@ class PodSignals:
                     tpot = duration / out
                     s.tpot = tpot if s.tpot is None else (1 - EWMA) * s.tpot + EWMA * tpot
 
+    def _forget(self, pending) -> None:
+        if pending is not None:  # before the usage replaces the estimate it was counted with
+            self._pods[pending[0]].in_flight -= pending[1][1] + pending[1][2]
+
     def _purge(self, now: float) -> None:
-        self._pending = {k: v for k, v in self._pending.items() if now - v[1][0] <= PENDING_HORIZON}
+        """Requests never reported complete, oldest first (the dict keeps route order)."""
+        while self._pending:
+            key, pending = next(iter(self._pending.items()))
+            if now - pending[1][0] <= PENDING_HORIZON:
+                break
+            del self._pending[key]
+            self._forget(pending)
 
     def local_token_rate(self, pod: int) -> float:
         """2 x prompt + generated tokens per second routed to the pod over the window (usage
         where the completion reported it, the estimate until then)."""
         now = self.clock()
         with self._lock:
-            window = self._pods[pod].window
-            while window and now - window[0][0] > WINDOW:
-                window.popleft()
-            return sum(2 * r[1] + r[2] for r in window) / WINDOW
+            s = self._pods[pod]
+            while s.window and now - s.window[0][0] > WINDOW:
+                old = s.window.popleft()
+                old[3] = False
+                s.window_load -= 2 * old[1] + old[2]
+            if not s.window:
+                s.window_load = 0.0  # no float drift left behind
+            return s.window_load / WINDOW
 
     def in_flight_tokens(self) -> list:
         """Prompt + output tokens of the requests in flight on each pod (what their KV cache holds)."""
-        out = [0] * len(self._pods)
         with self._lock:
-            for pod, record in self._pending.values():
-                out[pod] += record[1] + record[2]
-        return out
+            self._purge(self.clock())
+            return [s.in_flight for s in self._pods]
 
     def service(self, pod: int) -> tuple:
         """(seconds per request, seconds per output token) learned from the pod's completions;
@@ -283,7 +308,7 @@ class LeastLatency(Scorer):
             queues = [call.counts[p] if call.counts else 0 for p in pods]
         else:
             _tag(call, "metrics")
-            queues = [s[RUNNING] + s[WAITING] + signals._pods[p].routed_since[0] for p, s in zip(pods, samples)]
+            queues = [s[RUNNING] + s[WAITING] + signals.routed_since(p) for p, s in zip(pods, samples)]
         prompt, output = estimate_tokens(call.prompt), max_tokens_of(call.body)
         predicted = []
         for p, queue in zip(pods, queues):

@@ -101,6 +101,13 @@ def test_a_completion_frees_its_tokens():
     assert [p["in_flight_tokens"] for p in r.state()["signals"]["pods"]] == [0, 0]
 
 
+def test_a_request_never_reported_complete_stops_counting():
+    r, clock = router("least-kv-cache", n=2)
+    ask(r, "lost", "x" * 400)
+    clock.t += sig.PENDING_HORIZON + 1
+    assert [p["in_flight_tokens"] for p in r.state()["signals"]["pods"]] == [0, 0]
+
+
 # --- throughput ------------------------------------------------------------------------------
 
 def test_throughput_from_counters_weighs_prompt_tokens_twice():
@@ -149,6 +156,8 @@ def test_throughput_forgets_load_older_than_its_window():
     clock.t += sig.WINDOW + 1
     state = r.state()["signals"]["pods"]
     assert state[first.child]["local_token_rate"] == 0.0
+    done(r, "a", 9000, 9000)  # a usage arriving after its window changes nothing
+    assert r.state()["signals"]["pods"][first.child]["local_token_rate"] == 0.0
 
 
 # --- least-latency ---------------------------------------------------------------------------
