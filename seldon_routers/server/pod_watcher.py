@@ -18,7 +18,7 @@ import logging
 from typing import Optional
 
 from ..errors import ConfigError
-from ..routers.llm.signals import GPU_CACHE, KV_CACHE, LORA_INFO, METRIC_NAMES
+from ..routers.llm.pod_signals import GPU_CACHE, KV_CACHE, LORA_INFO, METRIC_NAMES
 
 log = logging.getLogger("seldon_routers")
 

@@ -132,12 +132,12 @@ def test_lora_adapters_listed_by_a_pod_route_to_it():
 def test_a_pod_whose_metrics_fail_goes_stale_and_the_strategy_local():
     with pods(2) as started:
         started[0].kv_cache, started[1].kv_cache = 0.1, 0.8
-        r = llm("least-kv-cache", started, metrics_interval=0.05, metrics_stale=0.3)
+        r = llm("least-kv-cache", started, metrics_interval=0.05, metrics_stale=1.0)
         with watching(r, failures=2):
             assert ask(r, "a").tags["signals"] == "metrics"
             started[0].metrics_status = 500  # /health still answers
             wait_until(lambda: pod_state(r, 0)["source"] == "local", 10, what="pod-0 stale")
-            assert pod_state(r, 0)["healthy"] is True and pod_state(r, 0)["sample_age"] > 0.3
+            assert pod_state(r, 0)["healthy"] is True and pod_state(r, 0)["sample_age"] >= 1.0
             assert ask(r, "b").tags["signals"] == "local"
             started[0].metrics_status = 200
             wait_until(lambda: pod_state(r, 0)["source"] == "metrics", 10, what="pod-0 fresh again")
@@ -199,7 +199,7 @@ def test_serve_scrapes_the_pods_and_state_says_which_source(mode):
     with pods(2) as started:
         started[0].kv_cache, started[1].kv_cache = 0.6, 0.2
         spec = json.dumps([{"name": f"pod-{i}", "url": p.url} for i, p in enumerate(started)])
-        served = start_router("least-kv-cache", "--param", f"pods={spec}", "--param", "metrics_stale=0.5", *mode)
+        served = start_router("least-kv-cache", "--param", f"pods={spec}", "--param", "metrics_stale=1", *mode)
         try:
             reply = route(served.url, BODY).json()
             assert reply["meta"]["routing"] == {"0": 1}
@@ -213,7 +213,7 @@ def test_serve_scrapes_the_pods_and_state_says_which_source(mode):
                 pods_now = requests.get(served.url + "/state", timeout=5).json()["state"]["signals"]["pods"]
                 return pods_now[1]["source"] == "local" and pods_now
 
-            assert wait_until(pod_1_local, 20, what="pod-1 stale in /state")[1]["sample_age"] > 0.5
+            assert wait_until(pod_1_local, 20, what="pod-1 stale in /state")[1]["sample_age"] >= 1.0
             assert route(served.url, BODY).json()["meta"]["tags"]["0"]["signals"] == "local"
             unknown = route(served.url, {**BODY, "model": "gpt-4"})
             assert unknown.status_code == 404 and "gpt-4" in unknown.text

@@ -2,11 +2,13 @@
 driven through the router's public entry points with an injected clock: metrics given as
 the pod watcher gives them (observe_pod), completions as feedback with usage."""
 
+import threading
+
 import pytest
 
 from seldon_routers.errors import ConfigError, NoCapacity
 from seldon_routers.request import Feedback, Request, empty_meta
-from seldon_routers.routers.llm import signals as sig
+from seldon_routers.routers.llm import pod_signals as sig
 from seldon_routers.routers.llm.prompt import estimate_tokens
 from seldon_routers.routers.llm.router import LLMRouter
 
@@ -192,10 +194,50 @@ def test_least_latency_counts_local_requests_in_flight_without_metrics():
     assert first.tags["signals"] == "local" and first.child != second.child
 
 
-def test_least_latency_reads_a_pods_profile():
-    pods = [{"name": "slow", "profile": {"tpot": 0.1}}, {"name": "fast", "profile": {"tpot": 0.01}}]
-    r = LLMRouter("least-latency", pods=pods, seed=1)
-    assert ask(r, "a", max_tokens=100).child == 1
+def test_least_latency_reads_ttft_and_tpot_by_load_from_a_pods_profile():
+    # The slo strategy's profile format: measured at loads 0 and 4, extrapolated past 4.
+    slow = {"load": [0, 4], "ttft": [0.1, 0.5], "tpot": [0.05, 0.05]}
+    fast = {"load": [0, 4], "ttft": [0.05, 0.45], "tpot": [0.01, 0.03]}
+    r = LLMRouter("least-latency", pods=[{"name": "slow", "profile": slow}, {"name": "fast", "profile": fast}],
+                  seed=1)
+    clock = Clock()
+    r.clock = clock
+    r.observe_pod(0, metrics(running=0), clock())
+    r.observe_pod(1, metrics(running=8), clock())  # ttft 0.85, tpot 0.05 (extrapolated) at load 8
+    d = ask(r, "a", max_tokens=10)
+    assert (d.child, d.tags["predicted_s"]) == (0, round(0.1 + 10 * 0.05, 4))
+    r.observe_pod(1, metrics(running=2), clock())  # ttft 0.25, tpot 0.02
+    d = ask(r, "b", max_tokens=10)
+    assert (d.child, d.tags["predicted_s"]) == (1, round(0.25 + 10 * 0.02, 4))
+
+
+@pytest.mark.parametrize("profile, field", [({"load": [0, 0], "ttft": [1, 2]}, r"pods\[0\]\.profile\.load"),
+                                            ({"load": [0, 4], "tpot": [0.1]}, r"pods\[0\]\.profile\.tpot")])
+def test_a_bad_profile_names_its_field(profile, field):
+    with pytest.raises(ConfigError, match=field):
+        LLMRouter("least-latency", pods=[{"name": "a", "profile": profile}])
+
+
+def test_signals_stay_exact_under_threads_routing_and_completing():
+    r, clock = router("least-kv-cache", n=4)
+
+    def work(t: int):
+        for i in range(200):
+            ask(r, f"{t}-{i}", "w" * (i % 50))
+            if i % 2:
+                done(r, f"{t}-{i}", 10, 5)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    left = [f"{t}-{i}" for t in range(8) for i in range(0, 200, 2)]
+    assert sum(p["in_flight_tokens"] for p in r.state()["signals"]["pods"]) > 0
+    for key in left:
+        done(r, key, 10, 5)
+    assert [p["in_flight_tokens"] for p in r.state()["signals"]["pods"]] == [0, 0, 0, 0]
+    assert sum(r.ledger.counts()) == 0
 
 
 # --- health ----------------------------------------------------------------------------------
