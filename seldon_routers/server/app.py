@@ -21,6 +21,7 @@ from prometheus_client import make_asgi_app
 from ..errors import ConfigError
 from .dataplane import DataPlane
 from .forwarded import DEFAULT_PATH_HEADER
+from .pod_watcher import unwatch, watch_pods
 from .rest import DEFAULT_MAX_BODY, RestApp
 
 log = logging.getLogger("seldon_routers")
@@ -117,8 +118,10 @@ async def serve(dp: DataPlane, settings: Settings, link=None) -> None:
     # worker loads first, then joins the shared ports: a worker still loading (a restarted
     # one) never takes connections, with 503s, that a loaded worker could serve.
     load_first = settings.reuse_port
+    watcher = None  # an LLM router's pods with a url: scraped from before it is ready until it stops
     if load_first:
         await dp.start()
+        watcher = await watch_pods(dp.router)
     sockets = []
     try:
         sockets.append(listen_socket(settings.host, settings.http_port, "--http-port", settings.reuse_port))
@@ -130,6 +133,7 @@ async def serve(dp: DataPlane, settings: Settings, link=None) -> None:
     except BaseException:
         for sock in sockets:
             sock.close()
+        await unwatch(watcher)
         if load_first:
             await dp.stop()
         raise
@@ -163,11 +167,13 @@ async def serve(dp: DataPlane, settings: Settings, link=None) -> None:
     await asyncio.sleep(0)
     try:
         if not load_first:
+            watcher = await watch_pods(dp.router)
             await dp.start()
     except BaseException:  # e.g. a snapshot that cannot be restored: stop the listeners, then say why
         for server in servers:
             server.should_exit = True
         await grpc_server.stop(0)
+        await unwatch(watcher)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -193,6 +199,7 @@ async def serve(dp: DataPlane, settings: Settings, link=None) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     if orphaned is not None:
         orphaned.cancel()
+    await unwatch(watcher)
     await dp.stop()  # after the last call drained: the final snapshot or flush has it, then close()
     for task in done:
         if task.exception():

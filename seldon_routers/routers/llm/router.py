@@ -254,7 +254,7 @@ class LLMRouter(Router):
 
     def _completed(self, key: str, entry, usage) -> None:
         if entry is not None:
-            self.signals.completed(entry.pod, entry, usage)
+            self.signals.completed(entry.pod, entry, usage, key)
 
     # --- signals from outside (the pod watcher, a store) ---------------------------------
 
