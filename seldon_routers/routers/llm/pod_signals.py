@@ -67,11 +67,14 @@ class PodSignals:
         self.clock = clock
         self._pods = [_Pod() for _ in range(n_pods)]
         self._pending: dict = {}  # request key -> (pod, its window record), until it completes
+        self._all_up = True
         self._lock = threading.Lock()
 
     # --- health ---------------------------------------------------------------------------
 
     def healthy(self, pods: list) -> list:
+        if self._all_up:  # the usual case, on every request: the same list back
+            return pods
         return [p for p in pods if self._pods[p].up]
 
     def down(self, pod: int) -> None:
@@ -79,6 +82,7 @@ class PodSignals:
         with self._lock:
             s = self._pods[pod]
             s.up, s.sample, s.sampled_at = False, None, None
+            self._all_up = False
             s.counters.clear()
             s.window.clear()
             s.window_load = 0.0
@@ -87,6 +91,7 @@ class PodSignals:
 
     def up(self, pod: int) -> None:
         self._pods[pod].up = True
+        self._all_up = all(p.up for p in self._pods)
 
     # --- metrics --------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from the requests it routes; docs/llm/prefix-cache.md says what that costs.
 from __future__ import annotations
 
 import struct
+from operator import mul
 import threading
 from itertools import starmap
 
@@ -34,7 +35,7 @@ import numpy as np
 
 from ...errors import ConfigError
 from .._params import integer, number
-from .scorers import Scorer
+from .scorers import Scorer, least_loaded
 
 _GROW = 1024  # position multipliers made at a time (a prompt of more blocks grows them)
 
@@ -173,6 +174,42 @@ class PrefixCache(Scorer):
                 ease[position[bit.bit_length() - 1]] += step
         ease *= 1.0 / (best + 0.5)
         return ease
+
+    def pick(self, call, pods):
+        """score()'s argmax, without the dense vector: the least loaded of the deepest-matching
+        pods within the load bound, else the least loaded pod."""
+        keys = self.keys(call)
+        counts = call.counts or [0] * self.router.n_children
+        loads = counts if len(pods) == len(counts) else [counts[p] for p in pods]  # (pods are sorted)
+        lo, hi = min(loads), max(loads)
+        tags, rng = call.tags, self.router.rng
+        if hi - lo > self.max_imbalance and hi > self.ratio * lo:
+            tags["rule"] = "load-fallback"
+            tags["prefix_imbalance"] = hi - lo
+            return least_loaded(call, pods, rng)
+        bound = None
+        if self.sigma and hi > lo + 1:  # as in score()
+            n = len(loads)
+            mean = sum(loads) / n
+            std = max(sum(map(mul, loads, loads)) / n - mean * mean, 0.0) ** 0.5
+            bound = max(mean + self.sigma * std, lo + 1)
+        position = self._positions(pods)
+        for level, blocks in (self.levels(keys, self._candidates(pods)) if keys else ()):
+            # deepest first: the first level with a pod within the bound holds the longest match
+            inside = []
+            while level:
+                bit = level & -level
+                level ^= bit
+                i = position[bit.bit_length() - 1]
+                if bound is None or loads[i] <= bound:
+                    inside.append(i)
+            if inside:
+                tags["rule"] = "prefix"
+                tags["prefix_match"] = blocks
+                return least_loaded(call, pods, rng, inside)
+        tags["rule"] = "no-match"
+        tags["prefix_match"] = 0
+        return least_loaded(call, pods, rng)
 
     def _positions(self, pods) -> dict:
         """pod -> its position among the candidates (cached with the mask)."""

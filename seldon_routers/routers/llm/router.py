@@ -169,7 +169,10 @@ class LLMRouter(Router):
         remember the pick when `commit` tells them."""
         if len(candidates) == 1 and len(mix) == 1 and not mix[0][0].name == "slo":
             return candidates[0]
-        if len(mix) == 1:  # one strategy: its own scores (the weight cannot change the order)
+        if len(mix) == 1:  # one strategy: its pick, or its own scores (a weight changes no order)
+            pod = mix[0][0].pick(call, candidates)
+            if pod is not None:
+                return pod
             total = np.asarray(mix[0][0].score(call, candidates), dtype=float)
         else:
             total = np.zeros(len(candidates))

@@ -38,6 +38,19 @@ def lower_is_better(values: Sequence[float]) -> list[float]:
     return [(hi - v) / span for v in values]
 
 
+def least_loaded(call, pods: Sequence[int], rng, among=None):
+    """The candidate with the fewest in flight, ties at random; `among`: only these positions."""
+    counts = call.counts
+    loads = counts if len(pods) == len(counts) else [counts[p] for p in pods]  # (pods are sorted)
+    if among is None:
+        lo = min(loads)
+        ties = [i for i, v in enumerate(loads) if v == lo]
+    else:
+        lo = min(loads[i] for i in among)
+        ties = [i for i in among if loads[i] == lo]
+    return pods[ties[0] if len(ties) == 1 else ties[int(rng.random() * len(ties))]]
+
+
 class Scorer:
     name = ""
 
@@ -47,6 +60,12 @@ class Scorer:
     def score(self, call, pods: Sequence[int]) -> list[float]:
         raise NotImplementedError
 
+    def pick(self, call, pods: Sequence[int]):
+        """The pod the scores' argmax would give (ties at random), without making them: the
+        router asks when this scorer is the whole strategy (None: use the scores). Equal to
+        the argmax by contract (tests/routers/llm/test_pick.py checks every built-in)."""
+        return None
+
     def routed(self, call, pod: int) -> None:
         """After the pick: what this scorer remembers of it (the prefix index)."""
 
@@ -55,8 +74,10 @@ class Random(Scorer):
     name = "random"
 
     def score(self, call, pods):
-        rng = self.router.rng
-        return [rng.random() for _ in pods]
+        return self.router.rng.random(len(pods)).tolist()
+
+    def pick(self, call, pods):
+        return pods[int(self.router.rng.random() * len(pods))]
 
 
 class LeastRequest(Scorer):
@@ -67,6 +88,9 @@ class LeastRequest(Scorer):
     def score(self, call, pods):
         counts = call.counts
         return lower_is_better([counts[p] for p in pods])
+
+    def pick(self, call, pods):
+        return least_loaded(call, pods, self.router.rng)
 
 
 class PowerOfTwo(Scorer):
