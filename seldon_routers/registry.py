@@ -20,7 +20,7 @@ BUILTINS = {
     "time-of-day": "seldon_routers.routers.time_of_day.router:TimeOfDay",
     "canary": "seldon_routers.routers.canary.router:Canary",
     "classifier": "seldon_routers.routers.classifier.router:ClassifierRouter",
-    # LLM pods (docs/llm-routing.md): one strategy each, or `llm` with a per-request one
+    # LLM pods (docs/llm/index.md): one strategy each, or `llm` with a per-request one
     "random": "seldon_routers.routers.llm.strategies:Random",
     "least-request": "seldon_routers.routers.llm.strategies:LeastRequest",
     "power-of-two": "seldon_routers.routers.llm.strategies:PowerOfTwo",

@@ -14,6 +14,7 @@ fall back to local accounting. Down, it is polled as before; the first answer br
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import Optional
 
@@ -142,7 +143,13 @@ class _Watch:
             log.warning("pod %s: %d failed scrapes (%s) and no /health: down", self.w.name(self.i),
                         self.failed, self.why)
             self.down = True
-            router.pod_down(self.i)
+            dropped = router.pod_down(self.i)
+            if inspect.isawaitable(dropped):  # a shared (Redis) ledger drops the pod's entries there
+                try:
+                    await dropped
+                except Exception as exc:  # unreachable store: its entries expire by the TTL instead
+                    log.warning("pod %s down, but its in-flight entries stay in the state store until "
+                                "they expire: %s", self.w.name(self.i), exc)
         now = asyncio.get_running_loop().time()
         if self.discover and alive and now >= self.models_due:
             self.models_due = now + self.w.models_interval

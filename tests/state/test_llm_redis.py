@@ -111,6 +111,23 @@ def test_a_pod_that_leaves_takes_its_counts(redis_server):
     run(redis_server, body)
 
 
+def test_a_router_whose_pod_goes_down_drops_its_shared_counts(redis_server):
+    from seldon_routers.registry import resolve
+    from seldon_routers.request import Request
+
+    async def body(client, keys):
+        router = resolve("least-request")(pods=PODS)
+        router.use_ledger(RedisLedger(client, keys, PODS, ttl=600))
+        for _ in range(6):
+            await router.decide(Request({"prompt": "hi"}, kind="jsonData"))
+        assert await router.ledger.counts() == [2, 2, 2]
+        await router.pod_down(1)  # what the pod watcher awaits
+        assert await router.ledger.counts() == [2, 0, 2]
+        assert (await router.decide(Request({"prompt": "hi"}, kind="jsonData"))).child != 1
+
+    run(redis_server, body)
+
+
 def test_replicas_with_another_pod_order_share_counts_by_name(redis_server):
     async def body(client, keys):
         a = RedisLedger(client, keys, PODS, ttl=600)

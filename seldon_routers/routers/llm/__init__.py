@@ -1,1 +1,1 @@
-"""LLM-serving routers: children are model-server pods (see docs/llm-routing.md)."""
+"""LLM-serving routers: children are model-server pods (see docs/llm/index.md)."""

@@ -249,19 +249,28 @@ class PrefixCache(Scorer):
                 hi = mid
         return lo
 
+    def forget(self, pod: int) -> None:
+        """A pod that went down restarts with an empty cache: its blocks leave the index."""
+        with self._lock:
+            self._drop(pod, list(self.lru[pod]))
+
     def _evict(self, pod: int) -> None:
-        lru, clear = self.lru[pod], ~(1 << pod)
+        lru = self.lru[pod]
         drop = len(lru) - self.capacity
         cutoff = np.partition(np.fromiter(lru.values(), np.int64, len(lru)), drop)[drop]
-        holders = self.holders
-        for key in [k for k, used in lru.items() if used < cutoff]:
+        self._drop(pod, [k for k, used in lru.items() if used < cutoff])
+        self.evictions += drop
+
+    def _drop(self, pod: int, keys: list) -> None:
+        """The pod no longer holds these blocks (under the lock)."""
+        lru, clear, holders = self.lru[pod], ~(1 << pod), self.holders
+        for key in keys:
             del lru[key]
             left = holders.get(key, 0) & clear
             if left:
                 holders[key] = left
             else:
                 holders.pop(key, None)
-        self.evictions += drop
 
     def state(self) -> dict:
         return {"blocks": len(self.holders), "blocks_per_pod": [len(d) for d in self.lru],

@@ -65,13 +65,13 @@ class LLMRouter(Router):
     strategy: the strategy, or a weighted mix like prefix-cache:3,least-request:2 (each
       score normalised to [0, 1], summed with these weights).
     pods / pods_file: the pods (JSON or YAML): name, url, models, adapters, gpu,
-      cost_per_hour, profile (see docs/llm-routing.md); else n_branches / branch_names.
+      cost_per_hour, profile (see docs/llm/models.md, docs/llm/slo.md); else n_branches / branch_names.
     strategy_header: the header naming a per-request strategy (`llm` only; default routing-strategy).
     session_header: the session key of session-affinity (default x-session-id).
     user_header: the header naming the user for rate limits (default user).
     in_flight_ttl: seconds after which a request never reported complete stops counting (default 600).
     rpm, tpm: default requests / tokens per minute per user (default: no limit).
-    limits / limits_file: per-user and per-model overrides (see docs/llm-routing.md).
+    limits / limits_file: per-user and per-model overrides (see docs/llm/rate-limits.md).
     block_size: prefix-cache block, in characters of prompt (default 512, about 128 tokens, as
       AIBrix; hashing costs per block, see docs/llm/prefix-cache.md).
     prefix_blocks: prefix-cache blocks remembered per pod (its KV capacity in blocks of
@@ -142,7 +142,17 @@ class LLMRouter(Router):
         return self._scorers[name]
 
     def _mix(self, spec: str, field: str, error) -> list:
-        return [(self.scorer(name), weight) for name, weight in parse_mix(spec, field, error)]
+        mix = []
+        for name, weight in parse_mix(spec, field, error):
+            try:
+                mix.append((self.scorer(name), weight))
+            except ConfigError as exc:
+                if error is ConfigError:
+                    raise
+                # a strategy this router is not configured for (slo without profiles), asked
+                # for by a request: the client's 400, naming why
+                raise BadRequest(f"{field}: strategy {name} is not available on this router: {exc.message}") from None
+        return mix
 
     def mix_for(self, request: Request) -> tuple[list, str]:
         if self.per_request_strategy and self.strategy_header:
@@ -271,11 +281,14 @@ class LLMRouter(Router):
         """A pod's scraped metrics (the watcher calls this), see signals.py."""
         self.signals.observe(pod, sample, now)
 
-    def pod_down(self, pod: int) -> None:
-        """A pod that stopped answering: out of the candidates, its in-flight entries dropped."""
+    def pod_down(self, pod: int):
+        """A pod that stopped answering: out of the candidates, its in-flight entries dropped
+        and its cache forgotten (a pod that comes back has restarted empty). With a shared
+        ledger, returns the awaitable that drops its entries there."""
         self.signals.down(pod)
-        if not self.ledger.is_async:
-            self.ledger.drop_pod(pod)
+        for scorer in self._scorers.values():
+            scorer.forget(pod)
+        return self.ledger.drop_pod(pod)
 
     def pod_up(self, pod: int) -> None:
         self.signals.up(pod)

@@ -69,6 +69,9 @@ class Scorer:
     def routed(self, call, pod: int) -> None:
         """After the pick: what this scorer remembers of it (the prefix index)."""
 
+    def forget(self, pod: int) -> None:
+        """The pod went down: what this scorer remembers of it is gone with it."""
+
 
 class Random(Scorer):
     name = "random"

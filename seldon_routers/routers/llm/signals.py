@@ -7,7 +7,7 @@ both, and what /state shows of it, is pod_signals.py (PodSignals, which the rout
 
 from __future__ import annotations
 
-from .latency import Curves
+from .slo import Profile
 from .pod_signals import DEFAULT_PREFILL, GPU_CACHE, KV_CACHE, PROMPT_TOKENS, RUNNING, WAITING, PodSignals
 from .prompt import estimate_tokens, max_tokens_of
 from .scorers import Scorer, lower_is_better
@@ -65,7 +65,7 @@ class LeastLatency(Scorer):
 
     def __init__(self, router):
         super().__init__(router)
-        self.curves = [Curves.of(pod.profile, f"pods[{i}].profile") for i, pod in enumerate(router.pods)]
+        self.curves = [Profile.optional(pod.profile, f"pods[{i}].profile") for i, pod in enumerate(router.pods)]
 
     def score(self, call, pods):
         signals = self.router.signals

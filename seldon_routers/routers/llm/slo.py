@@ -60,6 +60,17 @@ class Profile:
             elif key in needs:
                 raise ConfigError(f"{where}.{key}: missing (slo_{key} is set)")
 
+    @classmethod
+    def optional(cls, spec, where: str):
+        """A pod's profile where a strategy may use one (least-latency): None without one."""
+        if not isinstance(spec, dict) or "load" not in spec:
+            return None
+        return cls(spec, where, ())
+
+    def at(self, key: str, load: float):
+        """predict(), or None when the profile has no such curve."""
+        return self.predict(key, load) if key in self.curves else None
+
     def predict(self, key: str, load: float) -> float:
         xs, ys = self.load, self.curves[key]
         if len(xs) == 1 or load <= xs[0]:

@@ -128,3 +128,10 @@ def test_a_body_that_is_no_openai_request_is_a_bad_request_and_counts_nothing():
     with pytest.raises(BadRequest, match="messages"):
         router.decide(req({"messages": 3}))
     assert router.state()["in_flight"] == [0, 0]
+
+
+def test_a_strategy_the_router_is_not_configured_for_is_the_requests_400():
+    router = resolve("llm")(n_branches=2)  # no profiles: slo cannot be built
+    with pytest.raises(BadRequest, match="header routing-strategy: strategy slo is not available on this router"):
+        router.decide(req(headers=[("routing-strategy", "slo")]))
+    assert router.state()["in_flight"] == [0, 0]

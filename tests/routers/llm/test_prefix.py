@@ -274,3 +274,15 @@ def test_without_xxhash_it_says_which_extra_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "xxhash", None)  # import xxhash now raises ImportError
     with pytest.raises(ConfigError, match=r"prefix-cache needs xxhash.*seldon-routers\[llm\]"):
         router()
+
+
+def test_a_pod_that_goes_down_leaves_the_index_and_comes_back_empty():
+    r = router(n=3)
+    req = request(chat("Tell me about the weather in Paris in spring."))
+    pod = r.decide(req).child
+    done(r, req)
+    assert r.decide(request(chat("Tell me about the weather in Rome."))).tags["rule"] == "prefix"
+    r.pod_down(pod)
+    r.pod_up(pod)  # restarted: its KV cache is empty, and so is its share of the index
+    assert r.state()["prefix-cache"]["blocks_per_pod"][pod] == 0
+    assert r.decide(request(chat("Tell me about the weather in Oslo."))).tags["rule"] == "no-match"
