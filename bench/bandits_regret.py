@@ -38,6 +38,7 @@ import sys
 import time
 
 import numpy as np
+from progress_bar import Progress
 
 from seldon_routers.simulate import Bernoulli, Policy, checkpoints, simulate
 from seldon_routers.simulate.runner import default_jobs
@@ -108,25 +109,6 @@ def power(t: int) -> str:
     return f"10^{k}" if 10 ** k == t else str(t)
 
 
-class Progress:
-    def __init__(self, total: int):
-        self.bar = None
-        if sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
-                self.bar = tqdm(total=total, unit="step", unit_scale=True, file=sys.stderr, smoothing=0.05)
-            except ImportError:
-                pass
-
-    def __call__(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20, help="repetitions at --horizon (default 20)")
@@ -168,7 +150,7 @@ def main(argv=None) -> int:
     print(f"runs: thompson-sampling {args.long_seeds} seeds x {power(lh)} + {extra_ts} x {power(h)}; "
           f"ucb1, epsilon-greedy {args.seeds} x {power(h)}; MABWiser {args.mabwiser_seeds} x {power(h)} each "
           f"({total / 1e6:.1f} M steps)", flush=True)
-    progress = Progress(total)
+    progress = Progress(total, unit="step")
     started = time.perf_counter()
     timings = {}
     try:

@@ -26,6 +26,7 @@ import sys
 import time
 
 import orjson
+from progress_bar import Progress
 
 from seldon_routers.registry import resolve
 from seldon_routers.request import Feedback, Headers, Request
@@ -96,14 +97,6 @@ def run(router, calls: list, start: int, stop: int, window: int, routed: dict) -
     return decisions, completions
 
 
-def progress(total: int):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="req", file=sys.stderr, disable=not sys.stderr.isatty())
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=4000, help="timed requests per router (default 4000)")
@@ -128,7 +121,7 @@ def main(argv=None) -> int:
     times: list[list[float]] = [[] for _ in routers]
     learns: list[list[float]] = [[] for _ in routers]
     routed: list[dict] = [{} for _ in routers]
-    bar = progress(len(routers) * len(load))
+    bar = Progress(len(routers) * len(load))
     for start in range(0, len(load), CHUNK):
         stop = min(start + CHUNK, len(load))
         for k, router in enumerate(routers):
@@ -136,10 +129,8 @@ def main(argv=None) -> int:
             if start >= args.warmup:
                 times[k] += took
                 learns[k] += learned
-            if bar is not None:
-                bar.update(stop - start)
-    if bar is not None:
-        bar.close()
+            bar(stop - start)
+    bar.close()
     rows = []
     for (name, params), took, learned in zip(ROUTERS, times, learns):
         took.sort()

@@ -39,6 +39,8 @@ from llm_fleet.report import summarise, table
 from llm_fleet.sim import simulate
 from llm_fleet.strategies import Oracle, Replicas, RoundRobin, package_router
 from llm_fleet.workload import CHARS_PER_TOKEN, Workload
+from progress_bar import Progress
+
 from seldon_routers.routers.llm.router import LLMRouter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,25 +74,6 @@ def available(name: str, make) -> str | None:
     except Exception as exc:  # noqa: BLE001 - reported in the table, the others still run
         return f"{type(exc).__name__}: {exc}"
     return None
-
-
-class Progress:
-    def __init__(self, total: int, quiet: bool):
-        self.bar = None
-        if not quiet and sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
-                self.bar = tqdm(total=total, unit="req", unit_scale=True, file=sys.stderr, smoothing=0.05)
-            except ImportError:
-                pass
-
-    def __call__(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def check(label: str, ok: bool | None, detail: str) -> dict:
@@ -235,7 +218,7 @@ def main(argv=None) -> int:
     total = args.requests * ((len(args.rates) * len(STRATEGIES) if "routing" in parts else 0)
                              + (2 * len(args.replica_rates) if "replicas" in parts else 0)
                              + (3 if "slo" in parts else 0))
-    progress = Progress(total, args.quiet)
+    progress = Progress(total, quiet=args.quiet)
     started = time.perf_counter()
     summary = {"args": {k: v for k, v in vars(args).items() if k != "only"}, "checks": []}
     runs = {}

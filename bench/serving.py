@@ -42,9 +42,9 @@ import os
 import platform
 import re
 import shutil
-import statistics
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -564,6 +564,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(BENCH / "ceilings"))
     import grpc_ceiling  # noqa: E402
+
     from seldon_routers.proto import prediction_pb2  # noqa: E402
 
     want = ["rest", "grpc"] if not args.only else [args.only]

@@ -4,7 +4,6 @@ of doubles.py, given to the runner by --unit NAME=URL, each recording what it is
 
 from __future__ import annotations
 
-import json
 
 import pytest
 

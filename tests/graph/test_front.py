@@ -8,7 +8,6 @@ import uuid
 import pytest
 import requests
 
-from graph_runner import deployment, unit
 
 pytestmark = pytest.mark.usefixtures("fresh")
 MSG = {"data": {"ndarray": [[1.0, 2.0]]}, "meta": {}}

@@ -17,7 +17,7 @@ import requests
 
 from seldon_routers.proto import prediction_pb2 as pb
 from server_cases import REPO, grpc_call, router_env
-from servers import RouterProcess, children, free_port, pids_seen, start_router, state_pid, wait_http, workers_of
+from servers import RouterProcess, children, free_port, start_router, state_pid, wait_http, workers_of
 from support import REDIS, on_path, require, scrape, wait_until
 
 UNIT = "ts"

@@ -10,6 +10,7 @@ import asyncio
 import threading
 
 import pytest
+from llm_cases import Ask, Clock
 
 from seldon_routers.errors import RateLimited, StoreUnavailable
 from seldon_routers.routers.llm.inflight import InFlight
@@ -17,19 +18,6 @@ from seldon_routers.routers.llm.limits import WINDOW, Policy, RateLimits
 from seldon_routers.state.llm_redis import RedisLedger, RedisLimits, llm_keys
 
 PODS = ["pod-a", "pod-b", "pod-c"]
-
-
-class Clock:
-    def __init__(self, t: float = 1000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class Ask:
-    def __init__(self, user="alice", model=None, tokens=10, key="k"):
-        self.user, self.model, self.tokens, self.key = user, model, tokens, key
 
 
 def client_of(redis_server):

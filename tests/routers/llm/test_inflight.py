@@ -9,17 +9,11 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+from llm_cases import Clock, in_threads
+
 from seldon_routers.request import Feedback, Request
 from seldon_routers.routers.llm.inflight import InFlight
 from seldon_routers.routers.llm.router import LLMRouter
-
-
-class Clock:
-    def __init__(self, t: float = 1000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def chat(puid="", model="llama"):
@@ -114,11 +108,7 @@ def test_exact_under_eight_threads_of_routes_and_completions():
                 with lock:
                     completed[pod] += 1
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(work)
     assert r.ledger.counts() == [routed[p] - completed[p] for p in range(4)]
     assert sum(r.ledger.counts()) == 8 * 50
 

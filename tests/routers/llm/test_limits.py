@@ -9,27 +9,13 @@ from __future__ import annotations
 import threading
 
 import pytest
+from llm_cases import Ask, Clock, in_threads
 
 from seldon_routers.errors import ConfigError, RateLimited
 from seldon_routers.request import Feedback, Headers, Request
 from seldon_routers.routers.llm.limits import WINDOW, Policy, RateLimits, reset_text
 from seldon_routers.routers.llm.prompt import estimate_tokens, prompt_text
 from seldon_routers.routers.llm.router import LLMRouter
-
-
-class Clock:
-    def __init__(self, t: float = 1000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class Ask:
-    """What the limiter reads of a call."""
-
-    def __init__(self, user="alice", model=None, tokens=10, key="k"):
-        self.user, self.model, self.tokens, self.key = user, model, tokens, key
 
 
 def limiter(rpm=None, tpm=None, limits=None, clock=None) -> tuple[RateLimits, Clock]:
@@ -249,11 +235,7 @@ def test_exact_under_eight_threads():
         mine = [admitted(limits, Ask(key=f"{n}-{i}")) for i in range(100)]
         results.extend(mine)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(worker)
     assert results.count(True) == 300 and len(results) == 800
     assert limits.usage('["alice", null]') == (300, 3000)
 

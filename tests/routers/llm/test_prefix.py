@@ -4,9 +4,9 @@ jsonData, learn to complete."""
 import random
 import string
 import sys
-import threading
 
 import pytest
+from llm_cases import in_threads
 
 from seldon_routers.errors import ConfigError
 from seldon_routers.registry import resolve
@@ -259,11 +259,7 @@ def test_threads_routing_at_once_keep_the_index_whole():
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(work)
     assert not errors
     state = r.state()["prefix-cache"]
     assert state["evictions"] > 0 and max(state["blocks_per_pod"]) <= 32 + 4

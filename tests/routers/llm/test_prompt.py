@@ -4,8 +4,15 @@ import pytest
 
 from seldon_routers.errors import BadRequest
 from seldon_routers.request import Request
-from seldon_routers.routers.llm.prompt import (DEFAULT_MAX_TOKENS, body_of, estimate_tokens, max_tokens_of,
-                                               model_of, prompt_text, usage_of)
+from seldon_routers.routers.llm.prompt import (
+    DEFAULT_MAX_TOKENS,
+    body_of,
+    estimate_tokens,
+    max_tokens_of,
+    model_of,
+    prompt_text,
+    usage_of,
+)
 
 
 def test_chat_prompt_is_every_message_in_order_system_included():

@@ -2,23 +2,15 @@
 driven through the router's public entry points with an injected clock: metrics given as
 the pod watcher gives them (observe_pod), completions as feedback with usage."""
 
-import threading
 
 import pytest
+from llm_cases import Clock, in_threads
 
 from seldon_routers.errors import ConfigError, NoCapacity
 from seldon_routers.request import Feedback, Request, empty_meta
 from seldon_routers.routers.llm import pod_signals as sig
 from seldon_routers.routers.llm.prompt import estimate_tokens
 from seldon_routers.routers.llm.router import LLMRouter
-
-
-class Clock:
-    def __init__(self, t: float = 1000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def router(strategy: str, n: int = 3, **kwargs) -> tuple[LLMRouter, Clock]:
@@ -227,11 +219,7 @@ def test_signals_stay_exact_under_threads_routing_and_completing():
             if i % 2:
                 done(r, f"{t}-{i}", 10, 5)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    in_threads(work)
     left = [f"{t}-{i}" for t in range(8) for i in range(0, 200, 2)]
     assert sum(p["in_flight_tokens"] for p in r.state()["signals"]["pods"]) > 0
     for key in left:
