@@ -85,7 +85,7 @@ if #old > 0 then
     freed = freed + tonumber(redis.call('HGET', KEYS[2], m) or '0')
     redis.call('HDEL', KEYS[2], m)
   end
-  redis.call('HINCRBY', KEYS[2], '#total', -freed)
+  if freed ~= 0 then redis.call('HINCRBY', KEYS[2], '#total', 0 - freed) end  -- (Lua formats -0 as "-0")
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
 end
 local gone = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', cutoff)

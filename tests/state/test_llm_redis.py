@@ -259,6 +259,24 @@ def test_refusal_changes_nothing_and_idle_windows_leave_nothing(redis_server):
     run(redis_server, body)
 
 
+def test_a_window_of_requests_settled_at_zero_tokens_expires_cleanly(redis_server):
+    """Entries holding 0 tokens leaving the window: nothing to take off the total (a "-0"
+    passed to HINCRBY would fail every later admission in that window)."""
+    clock = Clock()
+
+    async def body(client, keys):
+        limits = RedisLimits(client, keys, Policy.from_params(2, None, None, None), clock)
+        await limits.admit_async(Ask(key="a"))
+        assert await limits.settle_async("a", 0)
+        clock.t += WINDOW + 1
+        assert await limits.admit_async(Ask(key="b")) is not None
+        assert await limits.admit_async(Ask(key="c")) is not None
+        with pytest.raises(RateLimited):
+            await limits.admit_async(Ask(key="d"))
+
+    run(redis_server, body)
+
+
 def test_an_unreachable_redis_is_a_503(redis_factory):
     server = redis_factory()
     port = server.port

@@ -30,7 +30,6 @@ LORA_INFO = "vllm:lora_requests_info"  # labels running_lora_adapters, waiting_l
 METRIC_NAMES = (RUNNING, WAITING, KV_CACHE, GPU_CACHE, PROMPT_TOKENS, GENERATION_TOKENS)
 
 WINDOW = 60.0  # seconds of token load `throughput` weighs (local records and counter rates)
-PENDING_HORIZON = 600.0  # a request never reported complete stops counting (the ledger's default TTL)
 EWMA = 0.2  # weight of the newest completion in a pod's service-time estimates
 DEFAULT_SERVICE = 2.0  # seconds per request before any completion is seen (any value: same for all)
 DEFAULT_TPOT = 0.02  # seconds per output token, end to end, before any completion is seen
@@ -58,7 +57,7 @@ class _Pod:
 class PodSignals:
     """Per pod: healthy or not, its last metrics sample, its recent token load and service times."""
 
-    def __init__(self, n_pods: int, interval: float, stale: float, clock):
+    def __init__(self, n_pods: int, interval: float, stale: float, clock, ttl: float = 600.0):
         self.interval = number(interval, "metrics_interval", 0.0, lo_open=True)
         self.stale = number(stale, "metrics_stale", 0.0, lo_open=True)
         if self.stale < self.interval:
@@ -67,6 +66,7 @@ class PodSignals:
         self.clock = clock
         self._pods = [_Pod() for _ in range(n_pods)]
         self._pending: dict = {}  # request key -> (pod, its window record), until it completes
+        self.ttl = ttl  # the ledger's in_flight_ttl: a request never reported complete stops counting
         self._all_up = True
         self._lock = threading.Lock()
 
@@ -193,7 +193,7 @@ class PodSignals:
         """Requests never reported complete, oldest first (the dict keeps route order)."""
         while self._pending:
             key, pending = next(iter(self._pending.items()))
-            if now - pending[1][0] <= PENDING_HORIZON:
+            if now - pending[1][0] <= self.ttl:
                 break
             del self._pending[key]
             self._forget(pending)

@@ -83,8 +83,9 @@ class PrefixCache(Scorer):
 
     def keys(self, call) -> list[int]:
         """The chained keys of the prompt's full blocks."""
-        if self._last[0] is call:
-            return self._last[1]
+        last = self._last  # one read (threads)
+        if last[0] is call:
+            return last[1]
         data = call.prompt.encode()
         n = len(data) // self.block_size
         if n == 0:
@@ -126,9 +127,10 @@ class PrefixCache(Scorer):
 
     def _candidates(self, pods) -> int:
         """The candidates' bitmask, kept for the last list seen (the same pods serve most requests)."""
-        if self._pods_seen[0] is not pods and self._pods_seen[0] != pods:
-            self._pods_seen = (pods, _mask_of(pods))
-        return self._pods_seen[1]
+        seen = self._pods_seen  # one read: another thread may set it for other pods meanwhile
+        if seen[0] is not pods and seen[0] != pods:
+            seen = self._pods_seen = (pods, _mask_of(pods))
+        return seen[1]
 
     def score(self, call, pods):
         """Per candidate: (blocks it holds + half its least-request score) / (best + 0.5),
@@ -213,9 +215,10 @@ class PrefixCache(Scorer):
 
     def _positions(self, pods) -> dict:
         """pod -> its position among the candidates (cached with the mask)."""
-        if self._positions_seen[0] is not pods and self._positions_seen[0] != pods:
-            self._positions_seen = (pods, {p: i for i, p in enumerate(pods)})
-        return self._positions_seen[1]
+        seen = self._positions_seen
+        if seen[0] is not pods and seen[0] != pods:
+            seen = self._positions_seen = (pods, {p: i for i, p in enumerate(pods)})
+        return seen[1]
 
     def routed(self, call, pod):
         """The pod now holds the prompt's blocks (its model server caches them as it prefills)."""

@@ -18,6 +18,11 @@ from ...request import Request
 
 # Characters per token where no tokenizer is at hand: OpenAI's rule of thumb for English.
 CHARS_PER_TOKEN = 4
+# The most tokens one request may ask for (and be charged for): beyond any model's context,
+# and within Redis' 64-bit counters however many requests a window holds.
+MAX_TOKENS = 2 ** 31 - 1
+MAX_N = 128  # OpenAI's bound on `n`
+
 # Output tokens assumed for a request that sets no max_tokens (rate-limit estimate only:
 # reconciled with the response's usage when it arrives).
 DEFAULT_MAX_TOKENS = 256
@@ -65,6 +70,8 @@ def _content_text(content: Any, field: str) -> str:
         if not isinstance(part, dict):
             raise BadRequest(f"{field}[{i}]: expected a content part object, got {quote(part)}")
         kind = part.get("type", "text")
+        if not isinstance(kind, str):
+            raise BadRequest(f"{field}[{i}].type: expected a string, got {quote(kind)}")
         value = part.get(kind) if kind != "text" else part.get("text")
         if isinstance(value, dict):  # {"image_url": {"url": ...}}, {"input_audio": {"data": ...}}
             value = value.get("url") or value.get("data")
@@ -105,10 +112,18 @@ def prompt_text(body: dict) -> str:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return "\n".join(value)
         if isinstance(value, list) and all(whole(v) is not None for v in value):
-            return " ".join(str(whole(v)) for v in value)  # token ids: keyed as text, one token per number
-        raise BadRequest(f"{field}: expected a string or a list of strings, got {quote(value)}")
+            return _token_ids(value)
+        if isinstance(value, list) and all(isinstance(v, list) and all(whole(t) is not None for t in v)
+                                           for v in value):
+            return "\n".join(map(_token_ids, value))  # a batch of token-id prompts
+        raise BadRequest(f"{field}: expected a string, a list of strings or of token ids, got {quote(value)}")
     raise BadRequest("body: no messages, prompt or input: not an OpenAI chat/completions, completions or "
                      "embeddings request")
+
+
+def _token_ids(ids: list) -> str:
+    """Token ids keyed as text, one token per number."""
+    return " ".join(str(whole(v)) for v in ids)
 
 
 def model_of(body: dict) -> Optional[str]:
@@ -123,15 +138,18 @@ def max_tokens_of(body: dict) -> int:
     embedding generates none."""
     if "messages" not in body and "prompt" not in body:
         return 0
+    raw_n = body.get("n")
+    n = 1 if raw_n is None else whole(raw_n)
+    if n is None or not 1 <= n <= MAX_N:
+        raise BadRequest(f"n: expected an integer within [1, {MAX_N}], got {quote(raw_n)}")
     for field in ("max_completion_tokens", "max_tokens"):
         raw = body.get(field)
         if raw is not None:
             value = whole(raw)
-            if value is None or value < 0:
-                raise BadRequest(f"{field}: expected an integer >= 0, got {quote(raw)}")
-            n = whole(body.get("n", 1))
-            return value * (n if n is not None and n > 0 else 1)
-    return DEFAULT_MAX_TOKENS
+            if value is None or not 0 <= value <= MAX_TOKENS:
+                raise BadRequest(f"{field}: expected an integer within [0, {MAX_TOKENS}], got {quote(raw)}")
+            return value * n
+    return DEFAULT_MAX_TOKENS * n
 
 
 def estimate_tokens(text: str) -> int:

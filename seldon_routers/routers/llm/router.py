@@ -9,13 +9,15 @@ Each built-in name is this class with another default strategy (strategies.py).
 from __future__ import annotations
 
 import itertools
+import json
+import threading
 import time
 import uuid
 from typing import Any, Optional, Union
 
 import numpy as np
 
-from ...errors import BadRequest, ConfigError, NoCapacity
+from ...errors import BadRequest, ConfigError, NoCapacity, quote
 from ...request import Feedback, Request
 from ...router import Decision, Router
 from .._params import duration, integer, optional
@@ -122,9 +124,10 @@ class LLMRouter(Router):
         # windows): set router.clock to drive the router in simulated time (bench/llm_fleet).
         self.clock = time.monotonic
         self.ledger = InFlight(self.n_children, ttl, self.now)
-        self.signals = signals_mod.PodSignals(self.n_children, metrics_interval, metrics_stale, self.now)
+        self.signals = signals_mod.PodSignals(self.n_children, metrics_interval, metrics_stale, self.now, ttl)
         self.limits = limits_mod.RateLimits.from_params(rpm, tpm, limits, limits_file, self.now)
         self._scorers: dict = {}
+        self._build_lock = threading.Lock()
         # puids for requests that carry none: unique across replicas (a random prefix per
         # router) and cheaper than a uuid4 (an os.urandom call) per request
         self._id_prefix, self._ids = uuid.uuid4().hex[:16] + "-", itertools.count(1)
@@ -137,9 +140,13 @@ class LLMRouter(Router):
 
     def scorer(self, name: str):
         """The scorer of one strategy, built once (its index, its state) and shared by every mix."""
-        if name not in self._scorers:
-            self._scorers[name] = make(name, self)
-        return self._scorers[name]
+        scorer = self._scorers.get(name)
+        if scorer is None:
+            with self._build_lock:  # two threads asking at once must share one index
+                scorer = self._scorers.get(name)
+                if scorer is None:
+                    scorer = self._scorers[name] = make(name, self)
+        return scorer
 
     def _mix(self, spec: str, field: str, error) -> list:
         mix = []
@@ -170,9 +177,10 @@ class LLMRouter(Router):
             key = f"{self._id_prefix}{next(self._ids)}"
             request.meta["puid"] = key
         headers = request.headers
-        call = Call(request, body, model_of(body), headers.get(self.user_header) or body.get("user") or None,
-                    headers.get(self.session_header), key)
-        return call
+        user = headers.get(self.user_header) or body.get("user") or None
+        if user is not None and not isinstance(user, str):
+            raise BadRequest(f"user: expected a string naming the end user, got {quote(user)}")
+        return Call(request, body, model_of(body), user, headers.get(self.session_header), key)
 
     def choose(self, call: Call, mix: list, candidates: list) -> int:
         """The pod with the highest weighted score (ties at random). Pure: the scorers only
@@ -220,7 +228,15 @@ class LLMRouter(Router):
         call.counts = await self.ledger.counts()
         pod = self.choose(call, mix, candidates)
         remaining = await self.limits.admit_async(call)
-        await self.ledger.acquire(call.key, pod, call.tokens)
+        try:
+            await self.ledger.acquire(call.key, pod, call.tokens)
+        except Exception:
+            if remaining is not None:  # admitted but not routed: its tokens back (its request stays counted)
+                try:
+                    await self.limits.settle_async(call.key, 0)
+                except Exception:  # the store went away: the window ages out on its own
+                    pass
+            raise
         return self._commit(call, mix, source, pod, remaining)
 
     def _commit(self, call: Call, mix, source, pod: int, remaining: Optional[dict]) -> Decision:
@@ -246,8 +262,7 @@ class LLMRouter(Router):
 
     def learn(self, feedback: Feedback):
         key = feedback.request.puid or feedback.response_meta.get("puid") or ""
-        response = feedback.response
-        usage = usage_of(response.features if response is not None and response.kind == "jsonData" else None)
+        usage = usage_of(_response_body(feedback.response))
         if self.ledger.is_async:
             return self._learn_shared(key, feedback.routing, usage)
         entry = self.ledger.release(key) if key else None
@@ -313,3 +328,15 @@ class LLMRouter(Router):
             if describe is not None:
                 out[name] = describe()
         return out
+
+
+def _response_body(response: Optional[Request]):
+    """A completion's OpenAI response, from its jsonData or strData (JSON text); None else."""
+    if response is None or response.kind not in ("jsonData", "strData"):
+        return None
+    if response.kind == "jsonData":
+        return response.features
+    try:
+        return json.loads(response.features)
+    except ValueError:
+        raise BadRequest("response.strData: not an OpenAI response (invalid JSON)") from None

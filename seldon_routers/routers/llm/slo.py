@@ -134,7 +134,8 @@ class SLO(Scorer):
                 name = self.router.branch_names[pods[best]]
                 raise NoCapacity(f"slo: no pod serving {call.model or 'the request'} is predicted to meet "
                                  f"{self._objective()} at its load (best: {name}, "
-                                 f"{self._describe(margins[best][1])})", int(self.miss))
+                                 f"{self._describe(margins[best][1])})", int(self.miss),
+                                 {"retry-after": "1"} if self.miss == "429" else None)
             for i, (m, _) in enumerate(margins):  # the best margin scores highest, all below any that meets
                 out[i] = 0.5 / (1.0 + m) if math.isfinite(m) else 0.0
         call.tags["_slo"] = {pods[i]: margins[i] for i in range(len(pods))}

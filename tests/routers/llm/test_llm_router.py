@@ -135,3 +135,25 @@ def test_a_strategy_the_router_is_not_configured_for_is_the_requests_400():
     with pytest.raises(BadRequest, match="header routing-strategy: strategy slo is not available on this router"):
         router.decide(req(headers=[("routing-strategy", "slo")]))
     assert router.state()["in_flight"] == [0, 0]
+
+
+@pytest.mark.parametrize("user", [{"id": 1}, ["a"], 5])
+def test_a_user_that_is_no_string_is_a_400_and_counts_nothing(user):
+    router = resolve("least-request")(n_branches=2)
+    with pytest.raises(BadRequest, match="user: expected a string"):
+        router.decide(req(dict(CHAT, user=user)))
+    assert router.state()["in_flight"] == [0, 0]
+
+
+def test_a_completion_as_str_data_settles_too():
+    router = resolve("least-request")(n_branches=2, rpm=10, tpm=1000)
+    request = req(puid="s", headers=[("user", "ann")])
+    router.decide(request)
+    meta = empty_meta()
+    meta["puid"] = "s"
+    router.learn(Feedback(Request(meta=meta), {}, 0.0, None, reward_given=False,
+                          response=Request('{"usage": {"total_tokens": 7}}', kind="strData")))
+    assert router.state()["in_flight"] == [0, 0]
+    assert router.limits.usage('["ann", null]') == (1, 7)  # the estimate replaced by the usage
+    with pytest.raises(BadRequest, match="response.strData"):
+        router.learn(Feedback(Request(meta=meta), {}, 0.0, None, response=Request("nope", kind="strData")))

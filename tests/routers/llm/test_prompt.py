@@ -51,6 +51,8 @@ def test_tool_calls_count_as_context():
     ({"prompt": [1, 2, 3]}, "1 2 3"),
     ({"input": "embed me", "model": "e5"}, "embed me"),
     ({"input": ["x", "y"]}, "x\ny"),
+    ({"prompt": [[1, 2], [3]]}, "1 2\n3"),  # a batch of token-id prompts
+    ({"input": [[7, 8.0]]}, "7 8"),  # (a gRPC jsonData has every number as a float)
 ])
 def test_completions_and_embeddings(body, text):
     assert prompt_text(body) == text
@@ -62,6 +64,8 @@ def test_completions_and_embeddings(body, text):
     ({"messages": [{"role": 3, "content": "x"}]}, "messages[0].role"),
     ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": 7}]}]}, "messages[0].content[0].text"),
+    ({"messages": [{"role": "user", "content": [{"type": ["text"], "text": "x"}]}]}, "messages[0].content[0].type"),
+    ({"messages": [{"role": "user", "content": [{"type": {}, "text": "x"}]}]}, "messages[0].content[0].type"),
     ({"prompt": {"a": 1}}, "prompt"),
     ({"model": "m"}, "no messages, prompt or input"),
 ])
@@ -89,8 +93,11 @@ def test_model_and_token_expectations():
     assert max_tokens_of({"messages": [], "max_completion_tokens": 7, "max_tokens": 99}) == 7
     assert max_tokens_of({"messages": []}) == DEFAULT_MAX_TOKENS
     assert max_tokens_of({"input": "x"}) == 0  # an embedding generates nothing
-    with pytest.raises(BadRequest, match="max_tokens"):
-        max_tokens_of({"prompt": "x", "max_tokens": -1})
+    assert max_tokens_of({"messages": [], "n": 4}) == 4 * DEFAULT_MAX_TOKENS
+    for bad, field in [({"max_tokens": -1}, "max_tokens"), ({"max_tokens": 1e19}, "max_tokens"),
+                       ({"max_tokens": 10, "n": 0}, "n"), ({"n": 1000}, "n"), ({"n": "2"}, "n")]:
+        with pytest.raises(BadRequest, match=field):
+            max_tokens_of({"prompt": "x", **bad})
     assert estimate_tokens("abcdefgh") == 2 and estimate_tokens("") == 1
 
 

@@ -98,7 +98,15 @@ def test_a_completion_frees_its_tokens():
 def test_a_request_never_reported_complete_stops_counting():
     r, clock = router("least-kv-cache", n=2)
     ask(r, "lost", "x" * 400)
-    clock.t += sig.PENDING_HORIZON + 1
+    clock.t += 600 + 1  # the default in_flight_ttl
+    assert [p["in_flight_tokens"] for p in r.state()["signals"]["pods"]] == [0, 0]
+
+
+def test_its_tokens_stop_counting_with_the_ledgers_ttl():
+    r, clock = router("least-kv-cache", n=2, in_flight_ttl="30s")
+    ask(r, "lost", "x" * 400)
+    clock.t += 31
+    assert r.ledger.counts() == [0, 0]
     assert [p["in_flight_tokens"] for p in r.state()["signals"]["pods"]] == [0, 0]
 
 
