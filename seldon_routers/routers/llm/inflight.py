@@ -23,6 +23,13 @@ class Entry(NamedTuple):
     tokens: int  # tokens charged at route (estimate), reconciled at completion
 
 
+class Loads(list):
+    """Requests in flight per pod, with (min, max, sum, sum of squares) over all pods: kept
+    as the counts change, so a strategy's load bound costs nothing per request at 100 pods."""
+
+    __slots__ = ("stats",)
+
+
 class InFlight:
     is_async = False
 
@@ -30,6 +37,8 @@ class InFlight:
         self.ttl = ttl
         self.clock = clock
         self._counts = [0] * n_pods
+        self._pods_at = {0: n_pods}  # count -> pods holding that many (min and max at a glance)
+        self._total = self._squares = 0
         self._entries: OrderedDict[str, Entry] = OrderedDict()  # in route order = expiry order (one TTL)
         self._lock = threading.Lock()
         self.expired = 0  # entries dropped by the TTL (completions never reported)
@@ -41,14 +50,30 @@ class InFlight:
             if entry.started > cutoff:
                 break
             entries.popitem(last=False)
-            self._counts[entry.pod] -= 1
+            self._add(entry.pod, -1)
             self.expired += 1
 
-    def counts(self) -> list[int]:
+    def _add(self, pod: int, delta: int) -> None:
+        """The one place a count changes (under the lock): the statistics follow it."""
+        before = self._counts[pod]
+        after = self._counts[pod] = before + delta
+        at = self._pods_at
+        if at[before] == 1:
+            del at[before]
+        else:
+            at[before] -= 1
+        at[after] = at.get(after, 0) + 1
+        self._total += delta
+        self._squares += after * after - before * before
+
+    def counts(self) -> Loads:
         """Requests in flight per pod, now."""
         with self._lock:
             self._purge(self.clock())
-            return list(self._counts)
+            out = Loads(self._counts)
+            at = self._pods_at
+            out.stats = (min(at), max(at), self._total, self._squares)
+            return out
 
     def acquire(self, key: str, pod: int, tokens: int = 0) -> None:
         """Counts a request routed to `pod`; the same key again moves it (a retried route)."""
@@ -57,9 +82,9 @@ class InFlight:
             self._purge(now)
             old = self._entries.pop(key, None)
             if old is not None:
-                self._counts[old.pod] -= 1
+                self._add(old.pod, -1)
             self._entries[key] = Entry(pod, now, tokens)
-            self._counts[pod] += 1
+            self._add(pod, 1)
 
     def release(self, key: str) -> Optional[Entry]:
         """Ends a request: its entry, or None if it was never counted, already ended or expired."""
@@ -67,7 +92,7 @@ class InFlight:
             self._purge(self.clock())
             entry = self._entries.pop(key, None)
             if entry is not None:
-                self._counts[entry.pod] -= 1
+                self._add(entry.pod, -1)
             return entry
 
     def release_oldest(self, pod: int) -> Optional[Entry]:
@@ -78,7 +103,7 @@ class InFlight:
             for key, entry in self._entries.items():
                 if entry.pod == pod:
                     del self._entries[key]
-                    self._counts[pod] -= 1
+                    self._add(pod, -1)
                     return entry
             return None
 
@@ -88,7 +113,7 @@ class InFlight:
             keys = [k for k, e in self._entries.items() if e.pod == pod]
             for k in keys:
                 del self._entries[k]
-            self._counts[pod] = 0
+            self._add(pod, -self._counts[pod])
             return len(keys)
 
     def state(self) -> dict:

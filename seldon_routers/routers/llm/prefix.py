@@ -38,6 +38,10 @@ from .._params import integer, number
 from .scorers import Scorer, least_loaded
 
 _GROW = 1024  # position multipliers made at a time (a prompt of more blocks grows them)
+_HEAD_MIN = 4  # first-message blocks worth keeping the keys of
+_HEADS = 4096  # first messages (system prompts) whose keys are kept
+_FEW = 16  # blocks chained in plain Python (fewer than numpy's per-call cost)
+_MASK = 2 ** 64 - 1
 
 
 def _xxh3():
@@ -67,7 +71,8 @@ class PrefixCache(Scorer):
         self.lru: list[dict[int, int]] = [{} for _ in range(router.n_children)]  # pod: key -> last use
         self.clock = 0  # routes so far: the LRU's time
         self.evictions = 0
-        self._last: tuple = (None, [])  # (call, its keys): score() and routed() share one hashing
+        self._last: tuple = (None, [])
+        self._heads: dict[int, list] = {}  # xxh3 of a first message's full blocks -> their keys  # (call, its keys): score() and routed() share one hashing
         self._pods_seen: tuple = (None, 0)
         self._positions_seen: tuple = (None, {})
         self._lock = threading.Lock()
@@ -79,6 +84,7 @@ class PrefixCache(Scorer):
             size = -(-n // _GROW) * _GROW
             rng = np.random.default_rng(0x5E1D0)  # fixed: the same keys in every replica
             self._mult = rng.integers(0, 2 ** 63, size, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+            self._mult_list = self._mult.tolist()
         return self._mult[:n]
 
     def keys(self, call) -> list[int]:
@@ -87,16 +93,57 @@ class PrefixCache(Scorer):
         if last[0] is call:
             return last[1]
         data = call.prompt.encode()
-        n = len(data) // self.block_size
+        bs = self.block_size
+        n = len(data) // bs
+        head = min(self._head_blocks(call.body), n)
         if n == 0:
             keys: list[int] = []
+        elif head < _HEAD_MIN:
+            keys = self._chain(data, 0, n, 0)
         else:
-            blocks = struct.iter_unpack(self._format, memoryview(data)[:n * self.block_size])
-            h = np.fromiter(starmap(self._hash, blocks), np.uint64, n)
-            with np.errstate(over="ignore"):
-                keys = (h * self._multipliers(n)).cumsum().tolist()
+            # The blocks within the first message (a tenant's system prompt, the same on most
+            # of its requests) start at the prompt's start, so their keys depend on it alone:
+            # kept by one hash of those bytes, and only the rest is hashed block by block.
+            view = memoryview(data)
+            digest = self._hash(view[:head * bs])
+            cached = self._heads.get(digest)
+            if cached is None:
+                cached = self._chain(data, 0, head, 0)
+                if len(self._heads) >= _HEADS:
+                    self._heads.pop(next(iter(self._heads)), None)  # the oldest
+                self._heads[digest] = cached
+            keys = cached + self._chain(data, head, n, cached[-1]) if n > head else list(cached)
         self._last = (call, keys)
         return keys
+
+    def _chain(self, data: bytes, start: int, stop: int, before: int) -> list[int]:
+        """Keys of blocks [start, stop), chained on from `before` (the key of block start - 1)."""
+        bs = self.block_size
+        blocks = struct.iter_unpack(self._format, memoryview(data)[start * bs:stop * bs])
+        mult = self._multipliers(stop)
+        if stop - start <= _FEW:  # numpy's per-call cost is more than a few blocks' arithmetic
+            keys, key = [], before
+            for (block,), m in zip(blocks, self._mult_list[start:stop]):
+                key = (key + self._hash(block) * m) & _MASK
+                keys.append(key)
+            return keys
+        h = np.fromiter(starmap(self._hash, blocks), np.uint64, stop - start)
+        with np.errstate(over="ignore"):
+            keys = (h * mult[start:]).cumsum()
+            if before:
+                keys += np.uint64(before)
+        return keys.tolist()
+
+    def _head_blocks(self, body: dict) -> int:
+        """Full blocks inside the prompt text's first message (`role: content` and its line
+        end, prompt.py), when that is plain ASCII text (its length is then its bytes)."""
+        messages = body.get("messages")
+        if not messages or type(messages) is not list or type(messages[0]) is not dict:
+            return 0
+        role, content = messages[0].get("role", ""), messages[0].get("content")
+        if type(content) is not str or type(role) is not str or not (content.isascii() and role.isascii()):
+            return 0
+        return (len(role) + 2 + len(content)) // self.block_size
 
     # --- matching -----------------------------------------------------------------------
 
@@ -183,7 +230,8 @@ class PrefixCache(Scorer):
         keys = self.keys(call)
         counts = call.counts or [0] * self.router.n_children
         loads = counts if len(pods) == len(counts) else [counts[p] for p in pods]  # (pods are sorted)
-        lo, hi = min(loads), max(loads)
+        stats = getattr(loads, "stats", None)  # the ledger keeps them (memory), else made here
+        lo, hi = (min(loads), max(loads)) if stats is None else stats[:2]
         tags, rng = call.tags, self.router.rng
         if hi - lo > self.max_imbalance and hi > self.ratio * lo:
             tags["rule"] = "load-fallback"
@@ -192,8 +240,9 @@ class PrefixCache(Scorer):
         bound = None
         if self.sigma and hi > lo + 1:  # as in score()
             n = len(loads)
-            mean = sum(loads) / n
-            std = max(sum(map(mul, loads, loads)) / n - mean * mean, 0.0) ** 0.5
+            total, squares = (sum(loads), sum(map(mul, loads, loads))) if stats is None else stats[2:]
+            mean = total / n
+            std = max(squares / n - mean * mean, 0.0) ** 0.5
             bound = max(mean + self.sigma * std, lo + 1)
         position = self._positions(pods)
         for level, blocks in (self.levels(keys, self._candidates(pods)) if keys else ()):

@@ -43,7 +43,10 @@ def least_loaded(call, pods: Sequence[int], rng, among=None):
     counts = call.counts
     loads = counts if len(pods) == len(counts) else [counts[p] for p in pods]  # (pods are sorted)
     if among is None:
-        lo = min(loads)
+        stats = getattr(loads, "stats", None)
+        lo = min(loads) if stats is None else stats[0]
+        if loads.count(lo) == 1:  # (list.index and count run in C: no Python loop)
+            return pods[loads.index(lo)]
         ties = [i for i, v in enumerate(loads) if v == lo]
     else:
         lo = min(loads[i] for i in among)

@@ -6,6 +6,7 @@ routes and completions."""
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import Counter
 
@@ -118,3 +119,26 @@ def test_ledger_moves_a_retried_route():
     ledger.acquire("x", 0)
     ledger.acquire("x", 1)
     assert ledger.counts() == [0, 1]
+
+
+def test_the_load_statistics_follow_every_change_of_a_count():
+    clock = Clock()
+    ledger = InFlight(5, ttl=60, clock=clock)
+    rng = random.Random(3)
+    live = []
+    for step in range(2000):
+        action = rng.random()
+        if action < 0.5 or not live:
+            key = f"k{step}"
+            ledger.acquire(rng.choice([key, *live[-1:]]), rng.randrange(5))  # sometimes a retried route
+            live.append(key)
+        elif action < 0.8:
+            ledger.release(live.pop(rng.randrange(len(live))))
+        elif action < 0.9:
+            ledger.release_oldest(rng.randrange(5))
+        elif action < 0.95:
+            ledger.drop_pod(rng.randrange(5))
+        else:
+            clock.t += rng.choice([1, 30, 61])  # some expire
+        counts = ledger.counts()
+        assert counts.stats == (min(counts), max(counts), sum(counts), sum(c * c for c in counts)), step

@@ -282,3 +282,25 @@ def test_a_pod_that_goes_down_leaves_the_index_and_comes_back_empty():
     r.pod_up(pod)  # restarted: its KV cache is empty, and so is its share of the index
     assert r.state()["prefix-cache"]["blocks_per_pod"][pod] == 0
     assert r.decide(request(chat("Tell me about the weather in Oslo."))).tags["rule"] == "no-match"
+
+
+def test_keys_kept_for_a_system_prompt_are_the_keys_hashed_afresh(monkeypatch):
+    """The first message's keys come from a cache after its first request: they must be the
+    very keys the plain block-by-block chain gives, for every length around the block edges."""
+    from seldon_routers.routers.llm import prefix
+
+    rng = random.Random(9)
+    warm = router()
+    bodies = []
+    for length in range(60, 130):
+        system = words(rng, 40)[:length]
+        bodies += [chat(turn, system=system) for turn in ("one question", "another, longer question on it")]
+    got = [warm.scorer("prefix-cache").keys(warm.call_of(request(b))) for b in bodies]
+    assert warm.scorer("prefix-cache")._heads  # the cache was used
+    monkeypatch.setattr(prefix, "_HEAD_MIN", 10 ** 9)  # no cache: every block hashed
+    plain = router()
+    assert got == [plain.scorer("prefix-cache").keys(plain.call_of(request(b))) for b in bodies]
+    assert not plain.scorer("prefix-cache")._heads
+    monkeypatch.setattr(prefix, "_FEW", 0)  # every chain through numpy, none in plain Python
+    vector = router()
+    assert got == [vector.scorer("prefix-cache").keys(vector.call_of(request(b))) for b in bodies]
