@@ -17,7 +17,7 @@ import hashlib
 
 import numpy as np
 
-from .scorers import Scorer, lower_is_better
+from .scorers import Scorer, least_loaded, lower_is_better
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
@@ -57,3 +57,10 @@ class SessionAffinity(Scorer):
         scores = [0.0] * len(pods)
         scores[int(np.argmax(self.weights(call.session, pods)))] = 1.0
         return scores
+
+    def pick(self, call, pods):
+        if not call.session:
+            call.tags["affinity"] = "no-session: least-request"
+            return least_loaded(call, pods, self.router.rng)
+        call.tags["affinity"] = "session"
+        return pods[int(np.argmax(self.weights(call.session, pods)))]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from seldon_routers.registry import resolve
-from seldon_routers.request import Request
+from seldon_routers.request import Headers, Request
 
 SYSTEMS = ["You are tenant %d's assistant; answer in the house style. " % t * 4 for t in range(3)]
 
@@ -21,6 +21,7 @@ def body(rng):
 
 @pytest.mark.parametrize("name, params", [
     ("least-request", {}),
+    ("session-affinity", {}),
     ("random", {}),
     ("prefix-cache", {"block_size": 16}),
     ("prefix-cache", {"block_size": 16, "prefix_sigma": 0}),
@@ -37,7 +38,8 @@ def test_pick_is_an_argmax_of_the_scores_with_the_same_tags(name, params):
             router.ledger.release(request.puid)
     pods_sets = [list(range(12)), [0, 2, 3, 7, 11]]
     for i in range(300):
-        call = router.call_of(Request(body(rng), kind="jsonData"))
+        session = [("x-session-id", f"s{rng.randrange(20)}")] if rng.random() < 0.7 else []
+        call = router.call_of(Request(body(rng), kind="jsonData", headers=Headers(session)))
         call.counts = [rng.choice([0, 0, 1, 2, 3, 5, 9, 14]) for _ in range(12)]
         pods = pods_sets[i % 2]
         scores = np.asarray(scorer.score(call, pods), dtype=float)
