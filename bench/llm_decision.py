@@ -32,7 +32,7 @@ from seldon_routers.registry import resolve
 from seldon_routers.request import Feedback, Headers, Request
 
 TARGET_US = 50.0
-CHUNK = 100  # requests per router in turn
+CHUNK = 1000  # requests per router in turn (each keeps its working set warm, as a server's one router)
 ROUTERS = [("random", {}), ("least-request", {}), ("prefix-cache", {}), ("session-affinity", {}),
            ("llm", {"strategy": "prefix-cache:3,least-request:2"})]
 WORDS = "the of and to in is for on that with as by at from this be or are an it not which model pod token cache".split()

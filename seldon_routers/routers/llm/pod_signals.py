@@ -17,7 +17,6 @@ from typing import Optional
 
 from ...errors import ConfigError
 from .._params import number
-from .prompt import estimate_tokens, max_tokens_of
 
 # vLLM's metric names (the watcher reads these and nothing else).
 RUNNING = "vllm:num_requests_running"
@@ -147,7 +146,7 @@ class PodSignals:
 
     def routed(self, pod: int, call) -> None:
         now = self.clock()
-        prompt, generated = estimate_tokens(call.prompt), max_tokens_of(call.body)
+        prompt, generated = call.prompt_tokens, call.max_tokens
         record = [now, prompt, generated, True]
         with self._lock:
             s = self._pods[pod]

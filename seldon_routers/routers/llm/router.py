@@ -35,7 +35,7 @@ class Call:
     """One request as the strategies see it (built once per route)."""
 
     __slots__ = ("request", "body", "model", "user", "session", "key", "counts", "tags", "_prompt", "tokens",
-                 "_loads")
+                 "_loads", "prompt_tokens", "max_tokens")
 
     def __init__(self, request: Request, body: dict, model: Optional[str], user: Optional[str],
                  session: Optional[str], key: str):
@@ -45,6 +45,7 @@ class Call:
         self._prompt: Optional[str] = None
         self._loads = None
         self.tokens = 0  # prompt + output tokens expected (rate limits, throughput)
+        self.prompt_tokens = self.max_tokens = 0  # its two parts (estimated, and asked for)
 
     def loads(self, pods) -> np.ndarray:
         """The candidates' in-flight counts as floats (made once: every load scorer reads them)."""
@@ -213,7 +214,8 @@ class LLMRouter(Router):
         call = self.call_of(request)
         mix, source = self.mix_for(request)
         candidates = self.candidates(call)
-        call.tokens = estimate_tokens(call.prompt) + max_tokens_of(call.body)
+        call.prompt_tokens, call.max_tokens = estimate_tokens(call.prompt), max_tokens_of(call.body)
+        call.tokens = call.prompt_tokens + call.max_tokens
         if self.ledger.is_async:
             return self._decide_shared(call, mix, source, candidates)
         call.counts = self.ledger.counts()

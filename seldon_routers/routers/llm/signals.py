@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from .slo import Profile
 from .pod_signals import DEFAULT_PREFILL, GPU_CACHE, KV_CACHE, PROMPT_TOKENS, RUNNING, WAITING, PodSignals
-from .prompt import estimate_tokens, max_tokens_of
 from .scorers import Scorer, lower_is_better
 
 __all__ = ["PodSignals", "Throughput", "LeastKVCache", "LeastLatency"]  # PodSignals: what the router builds
@@ -76,7 +75,7 @@ class LeastLatency(Scorer):
         else:
             _tag(call, "metrics")
             queues = [s[RUNNING] + s[WAITING] + signals.routed_since(p) for p, s in zip(pods, samples)]
-        prompt, output = estimate_tokens(call.prompt), max_tokens_of(call.body)
+        prompt, output = call.prompt_tokens, call.max_tokens
         predicted = []
         for p, queue in zip(pods, queues):
             service, tpot = signals.service(p)
