@@ -42,6 +42,7 @@ _HEAD_MIN = 4  # first-message blocks worth keeping the keys of
 _HEADS = 4096  # first messages (system prompts) whose keys are kept
 _FEW = 16  # blocks chained in plain Python (fewer than numpy's per-call cost)
 _MASK = 2 ** 64 - 1
+_FRESH = 16  # a prefix among the newest capacity / _FRESH stamps of its pod is not stamped again
 
 
 def _xxh3():
@@ -69,7 +70,7 @@ class PrefixCache(Scorer):
         self._mult = np.zeros(0, np.uint64)
         self.holders: dict[int, int] = {}  # block key -> bitmask of the pods holding it
         self.lru: list[dict[int, int]] = [{} for _ in range(router.n_children)]  # pod: key -> last use
-        self.clock = 0  # routes so far: the LRU's time
+        self.ticks = [0] * router.n_children  # per pod: blocks stamped so far (its LRU's time)
         self.evictions = 0
         self._last: tuple = (None, [])
         self._heads: dict[int, list] = {}  # xxh3 of a first message's full blocks -> their keys  # (call, its keys): score() and routed() share one hashing
@@ -276,16 +277,21 @@ class PrefixCache(Scorer):
         if not keys:
             return
         with self._lock:  # Seldon's wrapper routes from threads; scoring only reads
-            self.clock += 1
             lru, bit = self.lru[pod], 1 << pod
             held = self._held_by(lru, keys)
             holders = self.holders
             for key in keys[held:]:
                 holders[key] = holders.get(key, 0) | bit
             # Later blocks "older" than earlier ones by one step each: they evict first,
-            # which keeps the pod's blocks prefix-closed.
-            top = self.clock << 20
-            lru.update(zip(keys, range(top, top - len(keys), -1)))
+            # which keeps the pod's blocks prefix-closed. A prefix whose stamp is among the
+            # pod's newest capacity / _FRESH keeps it (it is near the top anyway, far from
+            # eviction): only the new blocks are stamped, just below the last one held.
+            if held and lru[keys[0]] >= self.ticks[pod] - self.capacity // _FRESH:
+                below = lru[keys[held - 1]] - 1
+                lru.update(zip(keys[held:], range(below, below - (len(keys) - held), -1)))
+            else:
+                top = self.ticks[pod] = self.ticks[pod] + len(keys)
+                lru.update(zip(keys, range(top, top - len(keys), -1)))
             if len(lru) > self.capacity + (self.capacity >> 3):
                 self._evict(pod)
         call.tags["prefix_match"] = held

@@ -304,3 +304,25 @@ def test_keys_kept_for_a_system_prompt_are_the_keys_hashed_afresh(monkeypatch):
     monkeypatch.setattr(prefix, "_FEW", 0)  # every chain through numpy, none in plain Python
     vector = router()
     assert got == [vector.scorer("prefix-cache").keys(vector.call_of(request(b))) for b in bodies]
+
+
+def test_what_a_pod_holds_stays_a_whole_prefix_under_eviction():
+    """Blocks of a prompt held by a pod are always its first k blocks (the binary search
+    relies on it), through evictions and prefixes kept without a fresh stamp."""
+    rng = random.Random(5)
+    r = router(n=3, prefix_blocks=40)
+    systems = [words(rng, 12) for _ in range(4)]
+    prompts = [chat(*[words(rng, rng.randrange(2, 8)) for _ in range(rng.randrange(1, 4))],
+                    system=rng.choice(systems)) for _ in range(60)]
+    scorer = r.scorer("prefix-cache")
+    for step in range(1500):
+        req = request(rng.choice(prompts))
+        r.decide(req)
+        if rng.random() < 0.7:
+            done(r, req)
+    assert scorer.evictions > 0
+    for body in prompts:
+        keys = scorer.keys(r.call_of(request(body)))
+        for lru in scorer.lru:
+            held = [k in lru for k in keys]
+            assert held == sorted(held, reverse=True), held
