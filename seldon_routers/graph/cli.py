@@ -119,7 +119,8 @@ def run(args) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per unit call
     server_class = _server_class()
     predictor = deployment.load(args.deployment, args.predictor)
-    launcher = Launcher(predictor, _overrides(args.unit), args.workdir, args.log_dir, args.start_timeout)
+    launcher = Launcher(predictor, _overrides(args.unit), args.workdir, args.log_dir, args.start_timeout,
+                        reserved={args.port})
 
     def stop_starting(signum, frame):  # while units start: stop those started, then exit
         raise KeyboardInterrupt

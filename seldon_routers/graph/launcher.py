@@ -55,10 +55,15 @@ class Running:
         return self.log.read_text(errors="replace")[-last:] if self.log else ""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(reserved=()) -> int:
+    """A port free now and not in `reserved` (the runner's own, which it binds only after
+    the units are up: a unit must not take it meanwhile)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in reserved:
+            return port
 
 
 def _die_with_parent() -> None:
@@ -70,7 +75,7 @@ def _die_with_parent() -> None:
 
 class Launcher:
     def __init__(self, predictor: Predictor, overrides: dict, workdir: str = ".", log_dir: Optional[str] = None,
-                 start_timeout: float = 60.0):
+                 start_timeout: float = 60.0, reserved=()):
         unknown = sorted(set(overrides) - {u.name for u in predictor.units()})
         if unknown:
             raise ConfigError(f"--unit: the graph has no unit {unknown[0]!r} "
@@ -80,6 +85,7 @@ class Launcher:
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="seldon-graph-"))
         self.state_dir = Path(tempfile.mkdtemp(prefix="state-", dir=self.log_dir))
         self.start_timeout = start_timeout
+        self.reserved = frozenset(reserved)
         self.running: list[Running] = []
 
     def pids(self) -> dict:
@@ -113,7 +119,7 @@ class Launcher:
         spec = self.overrides.get(unit.name, "")
         if spec.startswith(("http://", "https://")):
             return Running(unit, spec.rstrip("/"))
-        http, grpc_, metrics = free_port(), free_port(), free_port()
+        http, grpc_, metrics = (free_port(self.reserved) for _ in range(3))
         env = {**inherited_env(), **self._container_env(unit)}
         env.update({
             "PREDICTIVE_UNIT_ID": unit.name,

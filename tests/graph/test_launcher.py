@@ -188,3 +188,10 @@ def test_the_server_closes_the_unit_client_when_it_stops():
     server.should_exit = True
     asyncio.run(server.serve())
     assert client._http.is_closed
+
+
+def test_a_free_port_is_never_one_the_runner_keeps_for_itself():
+    from seldon_routers.graph.launcher import free_port
+
+    taken = {free_port() for _ in range(50)}
+    assert not taken & {free_port(taken) for _ in range(200)}
