@@ -27,6 +27,10 @@ class RouterError(Exception):
         super().__init__(message)
         self.message = message
 
+    def header_pairs(self) -> list:
+        """`headers` as lower-case (name, value) strings: HTTP headers, gRPC metadata."""
+        return [(str(k).lower(), str(v)) for k, v in self.headers.items()]
+
 
 class BadRequest(RouterError):
     """The request (or feedback) is malformed or names something that does not exist."""

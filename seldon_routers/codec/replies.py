@@ -101,8 +101,7 @@ def error_json(message: str, reason: str, openai_error: tuple | None = None) -> 
 def error_reply(exc) -> tuple[int, bytes, list]:
     """A RouterError as a REST reply: its status, its body, its extra headers (Retry-After,
     x-ratelimit-*) as lower-case (name, value) pairs."""
-    return (exc.http_status, error_json(exc.message, exc.reason, exc.openai_error),
-            [(str(k).lower(), str(v)) for k, v in exc.headers.items()])
+    return exc.http_status, error_json(exc.message, exc.reason, exc.openai_error), exc.header_pairs()
 
 
 # --- protobuf --------------------------------------------------------------------------

@@ -77,8 +77,8 @@ def _reply(result, allow: str | None = None) -> Response:
 
 
 async def _too_large(limit: int):
-    from ..codec.replies import error_json
+    from ..codec.replies import error_reply
     from ..errors import PayloadTooLarge
 
-    exc = PayloadTooLarge(f"body: over the limit of {limit} bytes")
-    return exc.http_status, "application/json", error_json(exc.message, exc.reason), []
+    status, body, headers = error_reply(PayloadTooLarge(f"body: over the limit of {limit} bytes"))
+    return status, "application/json", body, headers

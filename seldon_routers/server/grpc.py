@@ -43,8 +43,7 @@ def _unary(path: str, message_cls, call, path_header: str = ""):
             # Metadata is fetched only if the router reads a header.
             return await call(msg, Headers(context.invocation_metadata), path, {})
         except RouterError as exc:  # its headers (Retry-After, x-ratelimit-*) as trailing metadata
-            await context.abort(grpc.StatusCode[exc.grpc_code], exc.message,
-                                tuple((str(k).lower(), str(v)) for k, v in exc.headers.items()))
+            await context.abort(grpc.StatusCode[exc.grpc_code], exc.message, tuple(exc.header_pairs()))
 
     return grpc.unary_unary_rpc_method_handler(handler)
 

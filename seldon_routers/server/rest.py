@@ -215,7 +215,7 @@ class RestApp:
                         Headers(scope["headers"]), query, original, self.path_header)
             status, content_type, reply, extra = await handle(self.dp, call)
         except PayloadTooLarge as exc:
-            status, content_type, reply, extra = exc.http_status, JSON, replies.error_json(exc.message, exc.reason), []
+            (status, reply, extra), content_type = replies.error_reply(exc), JSON
         headers = [(b"content-type", _TYPES.get(content_type) or content_type.encode()),
                    (b"content-length", str(len(reply)).encode())]
         headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in extra]
