@@ -40,14 +40,22 @@ def whole(value: Any) -> Optional[int]:
     return None
 
 
+def openai_json(message: Optional[Request], field: str, what: str):
+    """A message's OpenAI JSON: its jsonData, or its strData parsed (invalid JSON there is a
+    BadRequest naming `field`.strData); None for a message with neither."""
+    if message is None or message.kind not in ("jsonData", "strData"):
+        return None
+    if message.kind == "jsonData":
+        return message.features
+    try:
+        return json.loads(message.features)
+    except ValueError:
+        raise BadRequest(f"{field}strData: not an OpenAI {what} (invalid JSON)") from None
+
+
 def body_of(request: Request) -> dict:
     """The request's OpenAI body; a request with none is a BadRequest naming the field."""
-    payload = request.features if request.kind in ("jsonData", "strData") else None
-    if request.kind == "strData":
-        try:
-            payload = json.loads(payload)
-        except ValueError:
-            raise BadRequest("strData: not an OpenAI request body (invalid JSON)") from None
+    payload = openai_json(request, "", "request body")
     if not isinstance(payload, dict):
         got = request.kind or "no data"
         raise BadRequest(f"jsonData: an LLM router needs an OpenAI request body (chat/completions, "

@@ -9,7 +9,6 @@ Each built-in name is this class with another default strategy (strategies.py).
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 import time
 import uuid
@@ -25,7 +24,7 @@ from . import limits as limits_mod
 from . import signals as signals_mod
 from .inflight import InFlight
 from .pods import Catalog, read_pods
-from .prompt import body_of, estimate_tokens, max_tokens_of, model_of, prompt_text, usage_of
+from .prompt import body_of, estimate_tokens, max_tokens_of, model_of, openai_json, prompt_text, usage_of
 from .scorers import make, parse_mix
 
 DEFAULT_TTL = 600.0  # seconds before an uncompleted request stops counting (longer than any generation)
@@ -186,7 +185,7 @@ class LLMRouter(Router):
     def choose(self, call: Call, mix: list, candidates: list) -> int:
         """The pod with the highest weighted score (ties at random). Pure: the scorers only
         remember the pick when `commit` tells them."""
-        if len(candidates) == 1 and len(mix) == 1 and not mix[0][0].name == "slo":
+        if len(candidates) == 1 and len(mix) == 1 and not mix[0][0].judges_alone:
             return candidates[0]
         if len(mix) == 1:  # one strategy: its pick, or its own scores (a weight changes no order)
             pod = mix[0][0].pick(call, candidates)
@@ -264,7 +263,7 @@ class LLMRouter(Router):
 
     def learn(self, feedback: Feedback):
         key = feedback.request.puid or feedback.response_meta.get("puid") or ""
-        usage = usage_of(_response_body(feedback.response))
+        usage = usage_of(openai_json(feedback.response, "response.", "response"))
         if self.ledger.is_async:
             return self._learn_shared(key, feedback.routing, usage)
         entry = self.ledger.release(key) if key else None
@@ -331,14 +330,3 @@ class LLMRouter(Router):
                 out[name] = describe()
         return out
 
-
-def _response_body(response: Optional[Request]):
-    """A completion's OpenAI response, from its jsonData or strData (JSON text); None else."""
-    if response is None or response.kind not in ("jsonData", "strData"):
-        return None
-    if response.kind == "jsonData":
-        return response.features
-    try:
-        return json.loads(response.features)
-    except ValueError:
-        raise BadRequest("response.strData: not an OpenAI response (invalid JSON)") from None

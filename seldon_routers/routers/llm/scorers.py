@@ -56,6 +56,9 @@ def least_loaded(call, pods: Sequence[int], rng, among=None):
 
 class Scorer:
     name = ""
+    # True for a strategy that may refuse even a lone candidate (slo: none predicted to
+    # meet the objective), so the router asks it rather than taking that one pod.
+    judges_alone = False
 
     def __init__(self, router):
         self.router = router

@@ -85,6 +85,7 @@ class Profile:
 
 class SLO(Scorer):
     name = "slo"
+    judges_alone = True
 
     def __init__(self, router):
         super().__init__(router)

@@ -121,3 +121,10 @@ def test_state_shows_the_objective_and_each_pods_profile():
     state = slo().state()["slo"]
     assert state["objective"] == {"ttft": 0.35, "tpot": None}
     assert state["pods"]["h100"]["gpu"] == "H100" and state["pods"]["l4"]["profile"]["ttft"] == [0.1, 1.1]
+
+
+def test_a_lone_candidate_is_still_judged_against_the_objective():
+    router = slo(pods=json.dumps([{"name": "l4", "cost_per_hour": 0.7, "profile": CHEAP}]), slo_miss="503")
+    assert [router.decide(request(f"r{i}")).tags["slo"] for i in range(3)] == ["met"] * 3
+    with pytest.raises(NoCapacity, match="no pod serving m is predicted to meet"):
+        router.decide(request("r3"))  # the only pod, at 3 in flight, would miss 0.35 s
