@@ -186,23 +186,17 @@ class PrefixCache(Scorer):
         The match is added sparsely: a prompt's blocks are on few pods."""
         keys = self.keys(call)
         loads = call.loads(pods)
-        lo, hi = loads.min(), loads.max()
         tags = call.tags
-        if hi - lo > self.max_imbalance and hi > self.ratio * lo:
+        lo, hi, fallback, bound = self._guard(loads, (loads.min(), loads.max(), loads.sum(), loads.dot(loads)))
+        if fallback:
             tags["rule"] = "load-fallback"
             tags["prefix_imbalance"] = int(hi - lo)
             return (hi - loads) / (hi - lo)
         mask = self._candidates(pods)
         # least-request's score, halved: at most half a block of match
         ease = (hi - loads) * (0.5 / (hi - lo)) if hi > lo else np.full(len(loads), 0.5)
-        if self.sigma and hi > lo + 1:
-            # AIBrix: only pods within mean + sigma x std of in-flight score; but one request
-            # more than the least loaded is noise, not load (else at 1, 0, 0, 0 the only pod
-            # holding the prefix is left out).
-            n = len(loads)
-            mean = loads.sum() / n
-            std = max(loads.dot(loads) / n - mean * mean, 0.0) ** 0.5  # (np.std costs 10 us here)
-            outside = loads > max(mean + self.sigma * std, lo + 1)
+        if bound is not None:
+            outside = loads > bound
             ease[outside] = 0.0
             for i in np.flatnonzero(outside).tolist():
                 mask &= ~(1 << pods[i])
@@ -231,20 +225,12 @@ class PrefixCache(Scorer):
         keys = self.keys(call)
         counts = call.counts or [0] * self.router.n_children
         loads = counts if len(pods) == len(counts) else [counts[p] for p in pods]  # (pods are sorted)
-        stats = getattr(loads, "stats", None)  # the ledger keeps them (memory), else made here
-        lo, hi = (min(loads), max(loads)) if stats is None else stats[:2]
         tags, rng = call.tags, self.router.rng
-        if hi - lo > self.max_imbalance and hi > self.ratio * lo:
+        lo, hi, fallback, bound = self._guard(loads, getattr(loads, "stats", None))  # (the ledger keeps them)
+        if fallback:
             tags["rule"] = "load-fallback"
-            tags["prefix_imbalance"] = hi - lo
+            tags["prefix_imbalance"] = int(hi - lo)
             return least_loaded(call, pods, rng)
-        bound = None
-        if self.sigma and hi > lo + 1:  # as in score()
-            n = len(loads)
-            total, squares = (sum(loads), sum(map(mul, loads, loads))) if stats is None else stats[2:]
-            mean = total / n
-            std = max(squares / n - mean * mean, 0.0) ** 0.5
-            bound = max(mean + self.sigma * std, lo + 1)
         position = self._positions(pods)
         for level, blocks in (self.levels(keys, self._candidates(pods)) if keys else ()):
             # deepest first: the first level with a pod within the bound holds the longest match
@@ -262,6 +248,25 @@ class PrefixCache(Scorer):
         tags["rule"] = "no-match"
         tags["prefix_match"] = 0
         return least_loaded(call, pods, rng)
+
+    def _guard(self, loads, stats=None) -> tuple:
+        """The load guard over the candidates' in-flight counts: (lo, hi, fallback, bound).
+        fallback: max - min past prefix_max_imbalance and max > prefix_balance_ratio x min,
+        so the request goes by least-request. bound: AIBrix's filter, mean + sigma x std of
+        in flight, a pod above it no prefix candidate; but one request more than the least
+        loaded is noise, not load (else at 1, 0, 0, 0 the only pod holding the prefix is left
+        out), and None when it is off or cannot matter. stats: (min, max, sum, sum of
+        squares) when known (the ledger's, or numpy's), else made here."""
+        lo, hi = (min(loads), max(loads)) if stats is None else stats[:2]
+        if hi - lo > self.max_imbalance and hi > self.ratio * lo:
+            return lo, hi, True, None
+        if not self.sigma or hi <= lo + 1:
+            return lo, hi, False, None
+        n = len(loads)
+        total, squares = (sum(loads), sum(map(mul, loads, loads))) if stats is None else stats[2:]
+        mean = total / n
+        std = max(squares / n - mean * mean, 0.0) ** 0.5  # (np.std costs 10 us here)
+        return lo, hi, False, max(mean + self.sigma * std, lo + 1)
 
     def _positions(self, pods) -> dict:
         """pod -> its position among the candidates (cached with the mask)."""
