@@ -171,14 +171,10 @@ class SharedLLMState:
         self.keys = llm_keys(namespace)
 
     async def start(self) -> None:
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
         from ..errors import ConfigError
+        from .redis import client_for
 
-        self.client = aioredis.from_url(self.store.url, socket_timeout=1.0, socket_connect_timeout=1.0,
-                                        health_check_interval=5, retry=Retry(NoBackoff(), 0))
+        self.client = client_for(self.store.url)
         router = self.router
         self.ledger = RedisLedger(self.client, self.keys, router.branch_names, router.ledger.ttl,
                                   local_clock=router.now)

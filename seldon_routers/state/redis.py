@@ -35,6 +35,18 @@ MAX_BATCH = 2_000  # increments per script call: keeps one call short for Redis'
 NO_PUID_TTL = 3_600  # seconds a random id is kept: long enough for any retry
 
 
+def client_for(url: str):
+    """The store's Redis client. No retries inside it: the caller retries (the sync loop with
+    its own backoff; an LLM route is a 503) and must learn at once, within the 1 s timeouts,
+    that Redis is unreachable."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return aioredis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=5,
+                             retry=Retry(NoBackoff(), 0))
+
+
 class RedisStore(Store):
     kind = "redis"
     shared = True
@@ -62,8 +74,6 @@ class RedisStore(Store):
     # --- start-up -----------------------------------------------------------------------
 
     async def start(self, router, metrics=None, unit_id: str = "0") -> None:
-        import redis.asyncio as aioredis
-
         self.router, self.metrics = router, metrics
         if callable(getattr(router, "use_ledger", None)):  # an LLM router: in-flight counts and limits
             from .llm_redis import SharedLLMState
@@ -88,13 +98,7 @@ class RedisStore(Store):
         self._routes_base = [0.0] * self.schema.get("routes", 0)
         self._loop, self._thread = asyncio.get_running_loop(), threading.get_ident()
         self._wake = asyncio.Event()
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        # No retries inside the client: the sync loop retries (with its own backoff) and
-        # must learn at once, within the 1 s timeouts, that Redis is unreachable.
-        self.client = aioredis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0,
-                                        health_check_interval=5, retry=Retry(NoBackoff(), 0))
+        self.client = client_for(self.url)
         self._apply = self.client.register_script(APPLY)
         self._seed = self.client.register_script(SEED)
         self._last_totals: dict = {}  # Redis' sums as last read
