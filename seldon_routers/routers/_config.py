@@ -12,19 +12,20 @@ from ._params import child
 from ._weights import StickyKey, WeightedChoice
 
 
-def read_document(config: Any, config_file: Optional[str]) -> Any:
-    """The configuration document from exactly one of `config` (inline) and `config_file`."""
+def read_document(config: Any, config_file: Optional[str], field: str = "config") -> Any:
+    """The configuration document from exactly one of `config` (inline) and `config_file`,
+    the parameters `field` and `field`_file (errors name them)."""
     if (config is None) == (config_file is None):
-        raise ConfigError("config: give exactly one of config (inline JSON/YAML) and config_file (a path)")
+        raise ConfigError(f"{field}: give exactly one of {field} (inline JSON/YAML) and {field}_file (a path)")
     if config_file is not None:
         try:
             with open(config_file, encoding="utf-8") as f:
                 text = f.read()
         except OSError as exc:
-            raise ConfigError(f"config_file: cannot read {config_file!r}: {exc.strerror}") from None
-        return parse_text(text, "config_file", config_file.endswith(".json"))
+            raise ConfigError(f"{field}_file: cannot read {config_file!r}: {exc.strerror}") from None
+        return parse_text(text, f"{field}_file", config_file.endswith(".json"))
     if isinstance(config, str):
-        return parse_text(config, "config", False)
+        return parse_text(config, field, False)
     return config
 
 

@@ -29,7 +29,7 @@ from collections import deque
 from typing import Any, Callable, NamedTuple, Optional
 
 from ...errors import ConfigError, RateLimited, quote
-from .._config import parse_text
+from .._config import read_document
 from .._params import positive_int
 
 WINDOW = 60.0  # seconds: the limits are per minute
@@ -71,15 +71,10 @@ def _entries(value: Any, where: str) -> dict:
 
 
 def _document(limits: Any, limits_file: Optional[str]) -> Any:
+    """The limits document, from either parameter or neither (no overrides)."""
     if limits is not None and limits_file is not None:
         raise ConfigError("limits: give limits (inline JSON/YAML) or limits_file (a path), not both")
-    if limits_file is not None:
-        try:
-            with open(limits_file, encoding="utf-8") as f:
-                return parse_text(f.read(), "limits_file", limits_file.endswith(".json"))
-        except OSError as exc:
-            raise ConfigError(f"limits_file: cannot read {limits_file!r}: {exc.strerror}") from None
-    return parse_text(limits, "limits", False) if isinstance(limits, str) else limits
+    return None if limits is None and limits_file is None else read_document(limits, limits_file, "limits")
 
 
 class Policy:

@@ -49,7 +49,7 @@ def _names(value, where: str) -> frozenset:
 def read_pods(pods: Any, pods_file: Optional[str], n_branches: Optional[int], branch_names) -> list[Pod]:
     if pods is None and pods_file is None:
         return [Pod(name) for name in children(n_branches, branch_names)]
-    doc = read_document(pods, pods_file)
+    doc = read_document(pods, pods_file, "pods")
     if isinstance(doc, dict) and "pods" in doc:
         doc = doc["pods"]
     if not isinstance(doc, list) or not doc:

@@ -55,3 +55,13 @@ def test_catalog_routes_models_and_adapters_to_their_pods():
 def test_pods_that_serve_any_model_take_unknown_names_too():
     catalog = Catalog(read_pods('[{"name": "a", "models": ["llama"]}, "b"]', None, None, None))
     assert catalog.candidates("llama") == [0, 1] and catalog.candidates("other") == [1]
+
+
+def test_pods_from_a_file_and_errors_naming_pods_parameters(tmp_path):
+    path = tmp_path / "pods.yaml"
+    path.write_text("- name: a\n  models: [m]\n- b\n")
+    assert [p.name for p in read_pods(None, str(path), None, None)] == ["a", "b"]
+    with pytest.raises(ConfigError, match="pods_file: cannot read"):
+        read_pods(None, str(tmp_path / "missing.yaml"), None, None)
+    with pytest.raises(ConfigError, match="pods: give exactly one of pods .* and pods_file"):
+        read_pods('["a"]', str(path), None, None)
