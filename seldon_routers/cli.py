@@ -105,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--state-fail-fast", action="store_true",
                     help="refuse to start when the state store is unreachable (default: start from local state)")
     sub.add_parser("list", help="list the built-in routers and their parameters")
+    g = sub.add_parser("gateway", help="an OpenAI-compatible gateway: a router in front of model-server pods")
+    g.add_argument("--config", required=True, metavar="FILE", help="gateway.yaml: pods, router, policies (docs/gateway.md)")
+    g.add_argument("--host", default=None, help="listen address (default: the config's host, else 127.0.0.1)")
+    g.add_argument("--port", type=int, default=None, help="listen port (default: the config's port, else 8888)")
+    g.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    g.add_argument("--graceful-timeout", type=float, default=25.0, metavar="SECONDS",
+                   help="on SIGTERM, how long answers in flight may take to finish (default 25)")
     _simulate_parser(sub)
     from .graph import cli as graph_cli  # argparse only; the runner's stack loads when it runs
 
@@ -283,6 +290,23 @@ def list_builtins() -> None:
             print(f"    {p['name']}: {p['type'] or 'any'} ({default})")
 
 
+def gateway(args) -> int:
+    try:
+        from .gateway import app as gateway_app
+        from .gateway import config as gateway_config
+    except ImportError as exc:
+        raise ConfigError(f"the gateway needs the gateway extra ({exc}): pip install 'seldon-routers[gateway]'") from None
+    import_from_cwd()
+    cfg = gateway_config.load(args.config)
+    from .server.app import Settings
+
+    settings = Settings(host=args.host if args.host is not None else cfg.host,
+                        http_port=args.port if args.port is not None else cfg.port,
+                        graceful_timeout=args.graceful_timeout, log_level=args.log_level)
+    gateway_app.run(cfg, settings)
+    return 0
+
+
 def simulate(args) -> int:
     try:  # numpy only; matplotlib and tqdm (the sim extra) load when used
         from .simulate import cli as simulate_cli
@@ -306,6 +330,8 @@ def main(argv=None) -> int:
             list_builtins()
         elif args.command == "simulate":
             return simulate(args)
+        elif args.command == "gateway":
+            return gateway(args)
         elif args.command == "graph":
             from .graph import cli as graph_cli
 

@@ -90,14 +90,31 @@ def start_router(*args: str, env: dict | None = None, cwd: str | None = None,
     """Runs `seldon-router serve ARGS...` on free ports and waits until `ready` answers 200
     (/live for a router that is up but rightly not ready)."""
     http, grpc_, metrics = free_port(), free_port(), free_port()
-    cmd = [sys.executable, "-m", "seldon_routers.cli", "serve", *args, "--host", "127.0.0.1",
+    cmd = ["serve", *args, "--host", "127.0.0.1",
            "--http-port", str(http), "--grpc-port", str(grpc_), "--metrics-port", str(metrics)]
-    fd, name = tempfile.mkstemp(prefix="serve-", suffix=".log", dir=_LOGS)
+    return _spawn(cmd, (http, grpc_, metrics), env, cwd, ready)
+
+
+def start_gateway(config: dict, *args: str, env: dict | None = None) -> RouterProcess:
+    """Runs `seldon-router gateway` with `config` (written to a file) on a free port, until /ready."""
+    import yaml
+
+    http = free_port()
+    fd, name = tempfile.mkstemp(prefix="gateway-", suffix=".yaml", dir=_LOGS)
+    with open(fd, "w") as f:
+        yaml.safe_dump(config, f)
+    cmd = ["gateway", "--config", name, "--host", "127.0.0.1", "--port", str(http), *args]
+    return _spawn(cmd, (http, 0, 0), env, None, "/ready")
+
+
+def _spawn(args: list, ports: tuple, env, cwd, ready: str) -> RouterProcess:
+    cmd = [sys.executable, "-m", "seldon_routers.cli", *args]
+    fd, name = tempfile.mkstemp(prefix=f"{args[0]}-", suffix=".log", dir=_LOGS)
     log = Path(name)
     with open(fd, "wb") as out:
         proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-    rp = RouterProcess(proc, http, grpc_, metrics, log)
+    rp = RouterProcess(proc, *ports, log)
     try:
         wait_http(rp.url + ready, proc, output=rp.output)
     except Exception:

@@ -87,6 +87,7 @@ class PodWatcher:
         logging.getLogger("httpx").setLevel(logging.WARNING)
         self._client = None
         self._tasks: list = []
+        self._watches: dict = {}
 
     def name(self, i: int) -> str:
         return self.router.pods[i].name
@@ -95,8 +96,16 @@ class PodWatcher:
         """One round first (so the first requests see every pod's models), then a task per pod."""
         self._client = self._httpx.AsyncClient(timeout=self.timeout)
         watches = [_Watch(self, i, url, discover) for i, url, discover in self.pods]
+        self._watches = {w.i: w for w in watches}
         await asyncio.gather(*(w.step() for w in watches))
         self._tasks = [asyncio.ensure_future(w.run()) for w in watches]
+
+    async def suspect(self, i: int) -> None:
+        """A pod a caller could not connect to: down now; its next answered scrape brings it back."""
+        watch = self._watches.get(i)
+        if watch is not None and not watch.down:
+            watch.failed, watch.why = self.failures, "connection refused to a request"
+            await watch.mark_down()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -140,20 +149,23 @@ class _Watch:
             self.down, self.models_due = False, 0.0
             router.pod_up(self.i)
         elif not alive and not self.down:
-            log.warning("pod %s: %d failed scrapes (%s) and no /health: down", self.w.name(self.i),
-                        self.failed, self.why)
-            self.down = True
-            dropped = router.pod_down(self.i)
-            if inspect.isawaitable(dropped):  # a shared (Redis) ledger drops the pod's entries there
-                try:
-                    await dropped
-                except Exception as exc:  # unreachable store: its entries expire by the TTL instead
-                    log.warning("pod %s down, but its in-flight entries stay in the state store until "
-                                "they expire: %s", self.w.name(self.i), exc)
+            await self.mark_down()
         now = asyncio.get_running_loop().time()
         if self.discover and alive and now >= self.models_due:
             self.models_due = now + self.w.models_interval
             await self._models(client)
+
+    async def mark_down(self) -> None:
+        log.warning("pod %s: %d failed scrapes (%s) and no /health: down", self.w.name(self.i),
+                    self.failed, self.why)
+        self.down = True
+        dropped = self.w.router.pod_down(self.i)
+        if inspect.isawaitable(dropped):  # a shared (Redis) ledger drops the pod's entries there
+            try:
+                await dropped
+            except Exception as exc:  # unreachable store: its entries expire by the TTL instead
+                log.warning("pod %s down, but its in-flight entries stay in the state store until "
+                            "they expire: %s", self.w.name(self.i), exc)
 
     async def _scrape(self, client) -> bool:
         try:

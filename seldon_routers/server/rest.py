@@ -227,27 +227,31 @@ class RestApp:
         await send({"type": "http.response.body", "body": reply})
 
     async def _body(self, declared: bytes, receive) -> bytes:
-        limit = self.max_body_size
-        if declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"body: {int(declared)} bytes is over the limit of {limit}")
+        return await read_body(receive, declared, self.max_body_size)
+
+
+async def read_body(receive, declared: bytes, limit: int) -> bytes:
+    """An ASGI request's whole body, refused (413) past `limit` bytes, declared or read."""
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body: {int(declared)} bytes is over the limit of {limit}")
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body", False):  # the usual case: the whole body at once
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body: over the limit of {limit} bytes")
+        return body
+    chunks, size, more = [body], len(body), True
+    while more:
         message = await receive()
-        body = message.get("body", b"")
-        if not message.get("more_body", False):  # the usual case: the whole body at once
-            if len(body) > limit:
-                raise PayloadTooLarge(f"body: over the limit of {limit} bytes")
-            return body
-        chunks, size, more = [body], len(body), True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"body: over the limit of {limit} bytes")
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body: over the limit of {limit} bytes")
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _lifespan(receive, send):
@@ -260,4 +264,4 @@ async def _lifespan(receive, send):
             return
 
 
-__all__ = ["RestApp", "Call", "handle", "allowed", "ENDPOINTS"]
+__all__ = ["RestApp", "Call", "handle", "allowed", "read_body", "ENDPOINTS"]
