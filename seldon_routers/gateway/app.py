@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -284,6 +285,11 @@ async def serve(cfg: Config, settings: Settings) -> None:
         sock.close()
         await gateway.stop()
         raise
+    # What start-up made (modules, the router, the pools) lives as long as the process: out
+    # of the collector's sight, so a full collection walks only requests' objects (measured:
+    # gen-2 pauses of 20 ms made the p99 at 32 clients 25 ms; frozen, 9 ms).
+    gc.collect()
+    gc.freeze()
     log.info("gateway ready on %s:%d: %d pods, router %s", settings.host, settings.http_port, len(cfg.pods), dp.name)
     try:
         await server.serve(sockets=[sock])
