@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import params, registry
 from ..codec import replies
-from ..errors import BadRequest, ConfigError, NotReady, RouterError
+from ..errors import BadRequest, ConfigError, MethodNotAllowed, NotFound, NotReady, RouterError
 from ..request import Headers
 from ..server.app import Settings, _uvicorn, listen_socket
 from ..server.dataplane import DataPlane
@@ -109,10 +109,10 @@ class Gateway:
         try:
             if path in COMPLETIONS:
                 if method != "POST":
-                    raise _MethodNotAllowed(f"{path}: use POST")
+                    raise MethodNotAllowed(f"{path}: use POST")
                 await self.completion(scope, receive, send, path)
             elif method != "GET":
-                raise _MethodNotAllowed(f"{path}: use GET")
+                raise MethodNotAllowed(f"{path}: use GET")
             elif path == "/v1/models":
                 await _reply(send, 200, replies.dumps(self.models()))
             elif path in ("/health", "/live"):
@@ -126,7 +126,7 @@ class Gateway:
             elif path == "/state":
                 await _reply(send, 200, self.dp.state_json())
             else:
-                raise _NotFound(f"{path}: not an endpoint of this gateway (see /v1/models)")
+                raise NotFound(f"{path}: not an endpoint of this gateway (see /v1/models)")
         except RouterError as exc:
             await _error(send, exc)
 
@@ -242,18 +242,6 @@ class Gateway:
         resp.close()  # the pod sees its connection closed: vLLM aborts the generation
         await asyncio.gather(pumping, return_exceptions=True)
         return 499, events.usage, ttft  # nginx's "client closed request"
-
-
-class _NotFound(RouterError):
-    http_status = 404
-    reason = "NOT_FOUND"
-    openai_error = ("invalid_request_error", "not_found")
-
-
-class _MethodNotAllowed(RouterError):
-    http_status = 405
-    reason = "METHOD_NOT_ALLOWED"
-    openai_error = ("invalid_request_error", "method_not_allowed")
 
 
 async def _error(send, exc: RouterError) -> None:

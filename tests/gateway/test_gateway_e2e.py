@@ -178,6 +178,8 @@ def test_unknown_model_is_a_404_and_bad_json_a_400(two_pods):
         reply = requests.post(gw.url + "/v1/chat/completions", data=b"{not json", timeout=5)
         assert reply.status_code == 400 and "body" in reply.json()["error"]["message"]
         assert requests.get(gw.url + "/v1/chat/completions", timeout=5).status_code == 405
+        missing = requests.get(gw.url + "/v2/models", timeout=5)
+        assert missing.status_code == 404 and "/v2/models" in missing.json()["error"]["message"]
         released(gw, 2)
         assert sum(len(p.seen) for p in two_pods) == 0
 
