@@ -118,6 +118,10 @@ class Forwarder:
                 why = f"pod {name}: {type(exc).__name__}: {exc}"
                 if isinstance(exc, aiohttp.ClientConnectorError):
                     await self.g.pod_unreachable(attempt.pod)
+            except BaseException:  # anything else (the client gone: CancelledError) still releases it
+                self.g.metrics.ended(name, _label(body), 499, None, 0.0, None)
+                await self.release(attempt, None)
+                raise
             else:
                 if resp.status < 500 or (tried >= retries and not policy.fallback):
                     return resp, attempt, name, tried  # the last 5xx passed on as the pod said it
