@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
+import re
 from typing import Optional
 
 from ..errors import ConfigError
@@ -28,27 +30,54 @@ FAILURES = 3  # failed scrapes in a row (with /health silent too) before a pod i
 TIMEOUT = 1.0  # seconds per HTTP call: well under the 2 s staleness
 
 
+_NUMBERS = frozenset(METRIC_NAMES)
+
+
 def parse_metrics(text: str) -> dict:
     """{vLLM metric name: value} from a Prometheus exposition: counts summed over label sets
     (engines, models), cache usage the highest; LORA_INFO: the newest sample's adapters as
-    {running: [...], waiting: [...]}. A malformed exposition raises ValueError."""
-    from prometheus_client.parser import text_string_to_metric_families
+    {running: [...], waiting: [...]}. A malformed sample of these names raises ValueError.
 
+    Only the few names the router reads are parsed, by hand (a vLLM exposition is hundreds of
+    lines of histograms, and prometheus-client's parser costs ~16 us a line)."""
     out: dict = {}
-    newest = None
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            name = sample.name
-            if name in (KV_CACHE, GPU_CACHE):
-                out[name] = max(out.get(name, 0.0), sample.value)
-            elif name in METRIC_NAMES:
-                out[name] = out.get(name, 0.0) + sample.value
-            elif name == LORA_INFO and (newest is None or sample.value >= newest.value):
-                newest = sample  # its value is when vLLM wrote it
+    newest, when = None, None
+    for line in text.splitlines():
+        if not line.startswith("vllm:"):
+            continue  # comments, other families
+        brace = line.find("{")
+        cut = brace if brace >= 0 else line.find(" ")
+        name = line[:cut] if cut >= 0 else line
+        if name == LORA_INFO:
+            labels, value = _sample(line, brace, cut)
+            if when is None or value >= when:  # its value is when vLLM wrote it
+                newest, when = labels, value
+        elif name in _NUMBERS:
+            value = _sample(line, brace, cut)[1]
+            out[name] = max(out.get(name, 0.0), value) if name in (KV_CACHE, GPU_CACHE) else out.get(name, 0.0) + value
     if newest is not None:
-        out[LORA_INFO] = {kind: [a for a in newest.labels.get(f"{kind}_lora_adapters", "").split(",") if a]
+        labels = {k: v.replace('\\"', '"').replace("\\\\", "\\") for k, v in _LABEL.findall(newest)}
+        out[LORA_INFO] = {kind: [a for a in labels.get(f"{kind}_lora_adapters", "").split(",") if a]
                           for kind in ("running", "waiting")}
     return out
+
+
+def _sample(line: str, brace: int, cut: int) -> tuple:
+    """(labels text, value) of `name[{labels}] value [timestamp]`: its last `}` ends the labels
+    (a value or a timestamp has none)."""
+    labels, rest = "", []
+    if brace >= 0:
+        end = line.rfind("}")
+        if end > brace:
+            labels, rest = line[brace + 1:end], line[end + 1:].split()
+    elif cut >= 0:
+        rest = line[cut:].split()
+    if not rest:
+        raise ValueError(f"not a sample: {line[:120]!r}")
+    return labels, float(rest[0])
+
+
+_LABEL = re.compile(r'([a-zA-Z_]\w*)\s*=\s*"((?:[^"\\]|\\.)*)"')
 
 
 def parse_models(body) -> tuple[list, list]:
@@ -64,13 +93,13 @@ def parse_models(body) -> tuple[list, list]:
     return models, adapters
 
 
-def _httpx():
+def _aiohttp():
     try:
-        import httpx
+        import aiohttp
     except ImportError:
-        raise ConfigError("pods[].url: scraping pod metrics needs httpx, in the llm extra: "
+        raise ConfigError("pods[].url: scraping pod metrics needs aiohttp, in the llm extra: "
                           "pip install 'seldon-routers[llm]'") from None
-    return httpx
+    return aiohttp
 
 
 class PodWatcher:
@@ -82,9 +111,8 @@ class PodWatcher:
         self.models_interval, self.failures, self.timeout = models_interval, failures, timeout
         self.pods = [(i, pod.url.rstrip("/"), pod.models is None)  # discover: no models in config
                      for i, pod in enumerate(router.pods) if pod.url]
-        self._httpx = _httpx()
-        # httpx logs every request at INFO: 20 lines a second per pod. Its warnings still show.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+        self._aiohttp = _aiohttp()
+        self.errors = (self._aiohttp.ClientError, asyncio.TimeoutError, ValueError)
         self._client = None
         self._tasks: list = []
         self._watches: dict = {}
@@ -94,7 +122,8 @@ class PodWatcher:
 
     async def start(self) -> None:
         """One round first (so the first requests see every pod's models), then a task per pod."""
-        self._client = self._httpx.AsyncClient(timeout=self.timeout)
+        self._client = self._aiohttp.ClientSession(timeout=self._aiohttp.ClientTimeout(total=self.timeout),
+                                                   skip_auto_headers=("User-Agent",))
         watches = [_Watch(self, i, url, discover) for i, url, discover in self.pods]
         self._watches = {w.i: w for w in watches}
         await asyncio.gather(*(w.step() for w in watches))
@@ -113,7 +142,7 @@ class PodWatcher:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
 
@@ -167,14 +196,18 @@ class _Watch:
                 log.warning("pod %s down, but its in-flight entries stay in the state store until "
                             "they expire: %s", self.w.name(self.i), exc)
 
+    async def _get(self, client, path: str) -> tuple:
+        async with client.get(self.url + path) as reply:
+            return reply.status, await reply.read()
+
     async def _scrape(self, client) -> bool:
         try:
-            reply = await client.get(self.url + "/metrics")
-            if reply.status_code != 200:
-                self.why = f"/metrics answered {reply.status_code}"
+            status, body = await self._get(client, "/metrics")
+            if status != 200:
+                self.why = f"/metrics answered {status}"
                 return False
-            sample = parse_metrics(reply.text)
-        except (self.w._httpx.HTTPError, ValueError) as exc:
+            sample = parse_metrics(body.decode("utf-8", "replace"))
+        except self.w.errors as exc:
             self.why = f"{type(exc).__name__}: {exc}"
             return False
         self.w.router.observe_pod(self.i, sample, self.w.router.now())
@@ -182,16 +215,17 @@ class _Watch:
 
     async def _answers(self, client) -> bool:
         try:
-            return (await client.get(self.url + "/health")).status_code < 500
-        except self.w._httpx.HTTPError:
+            return (await self._get(client, "/health"))[0] < 500
+        except self.w.errors:
             return False
 
     async def _models(self, client) -> None:
         try:
-            reply = await client.get(self.url + "/v1/models")
-            reply.raise_for_status()
-            models, adapters = parse_models(reply.json())
-        except (self.w._httpx.HTTPError, ValueError) as exc:
+            status, body = await self._get(client, "/v1/models")
+            if status != 200:
+                raise ValueError(f"it answered {status}")
+            models, adapters = parse_models(json.loads(body))
+        except self.w.errors as exc:
             log.warning("pod %s: cannot read %s/v1/models (%s): its models stay as they were",
                         self.w.name(self.i), self.url, exc)
             return

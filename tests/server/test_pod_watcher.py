@@ -90,6 +90,25 @@ def test_parse_metrics_sums_engines_and_refuses_a_malformed_exposition():
         parse_metrics("vllm:num_requests_running{engine= 2\n")
 
 
+def test_parse_metrics_reads_only_its_names_whatever_the_labels_hold():
+    text = ('# HELP vllm:num_requests_running Number of requests running.\n'
+            '# TYPE vllm:num_requests_running gauge\n'
+            'vllm:num_requests_running{model_name="a} 9",engine="0"} 4 1700000000000\n'  # a `}` and a space in a label
+            'vllm:num_requests_running_extra 100\n'  # a longer name, not ours
+            'vllm:num_requests_waiting 1\n'
+            'vllm:time_to_first_token_seconds_bucket{le="0.1",model_name="a"} 3\n'
+            'vllm:prompt_tokens_total{model_name="a"} 1.5e3\n'
+            'process_cpu_seconds_total 12\n'
+            'vllm:lora_requests_info{running_lora_adapters="x,y",waiting_lora_adapters=""} 1.0\n'
+            'vllm:lora_requests_info{running_lora_adapters="z",waiting_lora_adapters="x"} 2.0\n')
+    assert parse_metrics(text) == {"vllm:num_requests_running": 4.0, "vllm:num_requests_waiting": 1.0,
+                                   "vllm:prompt_tokens_total": 1500.0,
+                                   "vllm:lora_requests_info": {"running": ["z"], "waiting": ["x"]}}
+    for bad in ("vllm:num_requests_waiting\n", "vllm:num_requests_waiting two\n"):
+        with pytest.raises(ValueError):
+            parse_metrics(bad)
+
+
 def test_parse_models_tells_adapters_by_their_parent():
     body = {"data": [{"id": "llama", "parent": None}, {"id": "sql-lora", "parent": "llama"}]}
     assert parse_models(body) == (["llama"], ["sql-lora"])
@@ -177,8 +196,8 @@ def test_only_a_router_with_pod_urls_gets_a_watcher():
     assert isinstance(start_for(LLMRouter("random", pods=[{"name": "a", "url": "http://127.0.0.1:9"}])), PodWatcher)
 
 
-def test_a_pod_url_without_httpx_names_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "httpx", None)  # what `import httpx` meets where it is not installed
+def test_a_pod_url_without_aiohttp_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # what `import aiohttp` meets where it is not installed
     with pytest.raises(ConfigError, match=r"pods\[\]\.url.*seldon-routers\[llm\]"):
         PodWatcher(LLMRouter("random", pods=[{"name": "a", "url": "http://127.0.0.1:9"}]))
 
