@@ -116,10 +116,12 @@ class Request:
     that never reads it never pays for it; a malformed tensor then raises BadRequest
     (a 400) at that access. meta has the keys puid, tags, routing, requestPath, as the
     Seldon wrapper's `meta` keyword. headers have lower-case names, repeated values
-    joined by ","; query maps a name to its list of values.
+    joined by ","; query maps a name to its list of values. tried: the children this request
+    was sent to and failed on (the gateway's retries), which a router may avoid; empty on a
+    first try.
     """
 
-    __slots__ = ("_features", "_decode", "feature_names", "kind", "meta", "headers", "path", "query")
+    __slots__ = ("_features", "_decode", "feature_names", "kind", "meta", "headers", "path", "query", "tried")
 
     def __init__(self, features: Any = None, feature_names: list | None = None, kind: str = "",
                  meta: dict | None = None, headers: Mapping[str, str] | None = None, path: str = "",
@@ -132,6 +134,7 @@ class Request:
         self.headers = Headers() if headers is None else headers
         self.path = path
         self.query = {} if query is None else query
+        self.tried: tuple = ()
 
     @classmethod
     def from_seldon(cls, features: Any, feature_names: list | None = None, meta: dict | None = None) -> "Request":

@@ -77,7 +77,7 @@ class Gateway:
         if session is None:
             connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=None)
             session = self._sessions[url] = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",),
+                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding"),
                 json_serialize=lambda v: orjson.dumps(v).decode())
         return session
 
@@ -109,10 +109,10 @@ class Gateway:
         try:
             if path in COMPLETIONS:
                 if method != "POST":
-                    raise MethodNotAllowed(f"{path}: use POST")
+                    raise _not_allowed(path, "POST")
                 await self.completion(scope, receive, send, path)
             elif method != "GET":
-                raise MethodNotAllowed(f"{path}: use GET")
+                raise _not_allowed(path, "GET")
             elif path == "/v1/models":
                 await _reply(send, 200, replies.dumps(self.models()))
             elif path in ("/health", "/live"):
@@ -168,18 +168,39 @@ class Gateway:
             if asked is not None:  # the pod's usage chunk, so tokens are charged exactly
                 raw, strip = orjson.dumps(asked), True
         headers = Headers(scope["headers"])
-        self.forward.mirror(raw, path, policy)
-        resp, attempt, pod, retries = await self.forward.call(body, raw, headers, scope["headers"], path, policy)
-        record = {"model": model, "pod": pod, "stream": stream, "retries": retries,
-                  "user": headers.get("user") or body.get("user"),
+        user = headers.get("user") or body.get("user")
+        watch = _Gone(receive)  # the client leaving before the answer is read ends the wait
+        try:
+            resp, attempt, pod, retries = await self.forward.call(body, raw, headers, scope["headers"], path, policy)
+        except RouterError as exc:  # refused by the router, or no pod could answer
+            watch.done()
+            self._unanswered(model, stream, user, exc.http_status, exc.reason, started)
+            raise
+        except asyncio.CancelledError:
+            watch.done()
+            if not watch.fired:
+                raise
+            self._unanswered(model, stream, user, 499, "CLIENT_GONE", started)
+            return
+        record = {"model": model, "pod": pod, "stream": stream, "retries": retries, "user": user,
                   "strategy": attempt.tags.get("strategy") if attempt else "fallback"}
         status, usage, ttft = resp.status, None, None
         try:
             out = response_headers(resp, pod)
             if stream and resp.status == 200 and resp.content_type == "text/event-stream":
+                watch.done()  # the stream watches for itself
                 status, usage, ttft = await self._stream(resp, receive, send, out, strip, started)
             else:
-                data = await resp.read()
+                try:
+                    data = await resp.read()
+                except asyncio.CancelledError:
+                    if not watch.fired:
+                        raise
+                    resp.close()  # the client left: its connection to the pod closed (vLLM aborts)
+                    status = 499
+                    return
+                finally:
+                    watch.done()
                 ttft = time.perf_counter() - started
                 usage = usage_in(data) if resp.status == 200 else None
                 out.append((b"content-length", str(len(data)).encode()))
@@ -196,12 +217,22 @@ class Gateway:
                 await self.forward.release(attempt, usage)
             seconds = time.perf_counter() - started
             self.metrics.ended(pod, model or "", status, ttft, seconds, usage)
-            if self.cfg.log_requests:
+            if self.cfg.log_requests and requests_log.isEnabledFor(logging.INFO):
                 record.update(status=status, ttft_ms=None if ttft is None else round(ttft * 1000, 2),
                               duration_ms=round(seconds * 1000, 2),
                               prompt_tokens=(usage or {}).get("prompt_tokens"),
                               completion_tokens=(usage or {}).get("completion_tokens"))
-                requests_log.info("%s", orjson.dumps(record).decode())
+                self._log(record)
+
+    def _unanswered(self, model, stream: bool, user, status: int, reason: str, started: float) -> None:
+        seconds = time.perf_counter() - started
+        self.metrics.unanswered(model or "", status, seconds)
+        self._log({"model": model, "pod": None, "stream": stream, "user": user, "status": status,
+                   "error": reason, "duration_ms": round(seconds * 1000, 2)})
+
+    def _log(self, record: dict) -> None:
+        if self.cfg.log_requests and requests_log.isEnabledFor(logging.INFO):
+            requests_log.info("%s", orjson.dumps(record).decode())
 
     async def _stream(self, resp, receive, send, out: list, strip: bool, started: float):
         """Events on as they come; the client gone cancels the pod's answer (its connection closed)."""
@@ -227,21 +258,51 @@ class Gateway:
                     UpstreamFailed(f"the pod failed while streaming: {type(exc).__name__}"))})
                 return 502
 
-        async def gone():
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        pumping, watching = asyncio.ensure_future(pump()), asyncio.ensure_future(gone())
+        pumping, watching = asyncio.ensure_future(pump()), asyncio.ensure_future(_gone(receive))
         try:
             done, _ = await asyncio.wait((pumping, watching), return_when=asyncio.FIRST_COMPLETED)
         finally:
             watching.cancel()
+            if not pumping.done():  # this task cancelled (shutdown's deadline): no send after it
+                pumping.cancel()
         if pumping in done:
             return pumping.result(), events.usage, ttft
         pumping.cancel()
         resp.close()  # the pod sees its connection closed: vLLM aborts the generation
         await asyncio.gather(pumping, return_exceptions=True)
         return 499, events.usage, ttft  # nginx's "client closed request"
+
+
+async def _gone(receive) -> None:
+    """Returns when the client has gone (all of its body was read before)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class _Gone:
+    """Cancels the current task if the client leaves before done() (one task, not a race of two)."""
+
+    __slots__ = ("fired", "_waiting", "_watch")
+
+    def __init__(self, receive):
+        task, self.fired, self._waiting = asyncio.current_task(), False, True
+        self._watch = asyncio.ensure_future(_gone(receive))
+        self._watch.add_done_callback(lambda w: self._fire(task, w))
+
+    def _fire(self, task, watch) -> None:
+        if self._waiting and not watch.cancelled() and watch.exception() is None:
+            self.fired = True
+            task.cancel()
+
+    def done(self) -> None:
+        self._waiting = False
+        self._watch.cancel()
+
+
+def _not_allowed(path: str, method: str) -> MethodNotAllowed:
+    exc = MethodNotAllowed(f"{path}: use {method}")
+    exc.headers = {"Allow": method}
+    return exc
 
 
 async def _error(send, exc: RouterError) -> None:

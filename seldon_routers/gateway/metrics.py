@@ -10,9 +10,11 @@ TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 class GatewayMetrics:
     def __init__(self, registry):
         r = registry
-        self.requests = Counter("seldon_gateway_requests", "Requests answered, by pod, model and status.",
+        self.requests = Counter("seldon_gateway_requests", "Requests, by the pod that answered (\"\" for none), "
+                                "model and status.",
                                 ["pod", "model", "status"], registry=r)
-        self.errors = Counter("seldon_gateway_upstream_errors", "Failed calls to a pod, by reason.",
+        self.errors = Counter("seldon_gateway_upstream_errors", "Calls to a pod that failed (retried or not), "
+                              "by reason.",
                               ["pod", "reason"], registry=r)
         self.tokens = Counter("seldon_gateway_tokens", "Tokens from the pods' usage, by kind.",
                               ["pod", "model", "kind"], registry=r)
@@ -33,7 +35,19 @@ class GatewayMetrics:
     def started(self, pod: str) -> None:
         self._child(self.in_flight, pod).inc()
 
+    def attempt_failed(self, pod: str, reason) -> None:
+        """A call to a pod that got no answer to pass on (retried, or the request failed)."""
+        self._child(self.in_flight, pod).dec()
+        if reason:
+            self._child(self.errors, pod, reason).inc()
+
+    def unanswered(self, model: str, status: int, seconds: float) -> None:
+        """A request no pod answered (the router refused it, or every attempt failed)."""
+        self._child(self.requests, "", model, str(status)).inc()
+        self._child(self.duration, "", model).observe(seconds)
+
     def ended(self, pod: str, model: str, status: int, ttft, seconds: float, usage) -> None:
+        """A request a pod answered (pod started() before)."""
         self._child(self.in_flight, pod).dec()
         self._child(self.requests, pod, model, str(status)).inc()
         if ttft is not None:

@@ -67,6 +67,17 @@ class DataPlane:
 
     async def route(self, request: Request) -> replies.Routed:
         """Decides, validates the decision, and returns what the reply needs."""
+        child, decision_tags = await self.decide(request)
+        # The decision's tags go under this unit's id, so routers in one graph never collide.
+        tags = {self.unit_id: decision_tags or {"route": child}}
+        if self._has_tags:
+            tags = {**self.router_tags(), **tags}
+            decision_tags = replies.UNCACHED  # tags() may change from call to call
+        return replies.Routed(child, self.unit_id, tags, request.puid, self._router_metrics(), decision_tags)
+
+    async def decide(self, request: Request) -> tuple:
+        """The router's checked decision, (child, its tags or None), counted: what the
+        gateway needs, without the Seldon reply around it."""
         if self.router.reads_features:
             request.features  # decode now: a malformed tensor is a 400 before the router runs
         try:
@@ -80,12 +91,7 @@ class DataPlane:
             raise RouterFailed(f"router {self.name} failed in route: {type(exc).__name__}: {clip(str(exc))}") from exc
         child, decision_tags = check_decision(decision, self.name, self.router.n_children)
         self.metrics.routed(child)
-        # The decision's tags go under this unit's id, so routers in one graph never collide.
-        tags = {self.unit_id: decision_tags or {"route": child}}
-        if self._has_tags:
-            tags = {**self.router_tags(), **tags}
-            decision_tags = replies.UNCACHED  # tags() may change from call to call
-        return replies.Routed(child, self.unit_id, tags, request.puid, self._router_metrics(), decision_tags)
+        return child, decision_tags
 
     async def feedback(self, fb: Feedback) -> dict:
         """Checks the feedback (all of it, first), applies it, then counts it: once the router
@@ -103,6 +109,12 @@ class DataPlane:
             raise BadRequest(f"response.meta.routing.{self.unit_id}: {fb.routing} is not a route of this router "
                              f"(-2..{'' if n is None else n - 1}: none, all, or one of its children)")
         fb.request.features  # decoded for every router: a malformed tensor is a 400 before anything applies
+        await self.apply(fb)
+        return self._applied(fb)
+
+    async def apply(self, fb: Feedback) -> None:
+        """The router learns a checked feedback, acknowledged once the store has it (the
+        gateway calls this directly when a request ends: it made the feedback itself)."""
         self.store.admit()  # a feedback the store cannot keep is refused before it changes anything
         try:
             result = self.router.learn(fb)
@@ -115,7 +127,6 @@ class DataPlane:
             log.exception("router %s failed in send_feedback", self.name)
             raise RouterFailed(f"router {self.name} failed in send_feedback: {type(exc).__name__}: "
                                f"{clip(str(exc))}") from exc
-        return self._applied(fb)
 
     def _applied(self, fb: Feedback) -> dict:
         """Metrics and the reply of an applied feedback: a failure here is logged, never the

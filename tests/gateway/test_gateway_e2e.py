@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import httpx
@@ -11,50 +10,9 @@ import openai
 import pytest
 import requests
 
+from gateway_support import MESSAGES, client, gateway, in_flight, pods_config, released
 from llm_pod import LLMPod, spawn_pods
-from servers import start_gateway
 from support import wait_until
-
-MESSAGES = [{"role": "user", "content": "Say this is a test!"}]
-
-
-def pods_config(pods, **extra) -> dict:
-    return {"pods": [{"name": f"pod-{i}", "url": pod.url, "models": ["llama"]} for i, pod in enumerate(pods)],
-            "retry_backoff": 0.01, **extra}
-
-
-@contextlib.contextmanager
-def gateway(config: dict, *args, env=None):
-    gw = start_gateway(config, *args, env=env)
-    gw.clients = []
-    try:
-        yield gw
-    finally:
-        for oa in gw.clients:
-            oa.close()
-        gw.stop()
-
-
-def client(gw, **kw) -> openai.OpenAI:
-    oa = openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0, **kw)
-    gw.clients.append(oa)
-    return oa
-
-
-def in_flight(gw) -> list:
-    return requests.get(gw.url + "/state", timeout=5).json()["state"]["in_flight"]
-
-
-def released(gw, n: int) -> None:
-    wait_until(lambda: in_flight(gw) == [0] * n, 5, 0.05, "every request released")
-
-
-@pytest.fixture()
-def two_pods():
-    pods = [LLMPod(models=["llama"]).start() for _ in range(2)]
-    yield pods
-    for pod in pods:
-        pod.stop()
 
 
 def test_plain_chat_completions_and_embeddings(two_pods):

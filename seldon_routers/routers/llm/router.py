@@ -207,6 +207,9 @@ class LLMRouter(Router):
         if not healthy:
             raise NoCapacity(f"model {call.model or '(any)'}: none of its pods ({', '.join(self.branch_names[p] for p in pods)}) "
                              "is healthy", 503)
+        tried = call.request.tried
+        if tried:  # a retry: another pod if there is one (after its release, the failed one looks idlest)
+            return [p for p in healthy if p not in tried] or healthy
         return healthy
 
     def decide(self, request: Request):
