@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """The gateway (`seldon-routers gateway`) side by side with the LLM routers users would pick
-instead (sglang-router, vllm-router), in one run, in a loopback-only network namespace.
+instead (sglang-router, vllm-router, litellm), in one run, in a loopback-only network namespace.
 
 1. Overhead: 2 pods answering instantly (non-streaming chat, tiny body), 32 concurrent
    clients (wrk, 2 threads, --duration s per run): direct (wrk's connections spread over the
    pods round-robin), our gateway (least-request, prefix-cache), sglang-router (round_robin,
-   cache_aware), vllm-router (round_robin, cache_aware). req/s and p50/p99 latency added to
-   direct's. Targets: ours (prefix-cache) / sglang cache_aware throughput >= 0.6; our added
-   p50 / sglang cache_aware's added p50 <= 1.5.
+   cache_aware), vllm-router (round_robin, cache_aware), litellm (simple-shuffle), and the
+   Python floor (a bare uvicorn + aiohttp round-robin proxy, `gateway_peers.py floor`: what
+   the gateway's stack costs with no routing at all). req/s and p50/p99 latency added to
+   direct's. Targets: ours (prefix-cache) / sglang cache_aware throughput >= 0.6, / litellm's
+   >= 20; our added p50 / sglang cache_aware's added p50 <= 1.5.
 2. Streaming TTFT: pods streaming 32 tokens, one every 5 ms; one client, sequential streamed
    requests, direct vs through the gateway. Target: p50 TTFT difference within 1 ms.
 
@@ -28,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -36,13 +37,14 @@ import tempfile
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEERS = os.environ.get("PEERS_DIR", "/work/peers")
-PY = sys.executable
+from _peers import (AUTH, BODY, GATEWAY_PORT, PY, Checks, Proc, answering, common_args, in_netns, pct, pyplot,
+                    start_pods, start_router, write_results)
+
 POD_PORTS = (18001, 18002)
+# The Python stack's floor: uvicorn (httptools, uvloop) serving, aiohttp forwarding, round-robin,
+# nothing else (no routing, accounting, metrics, retries): what the gateway costs at best.
+FLOOR = "python floor: uvicorn + aiohttp proxy"
 STREAM_PORTS = (18011, 18012)
-GATEWAY_PORT, PEER_PORT, PROM_PORT = 18888, 18900, 18990
-BODY = {"model": "llama", "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8}
 # Peers that are not installed, or fail to start, are reported as such; the rest still run.
 TARGETS = {
     "gateway least-request": ("gateway", "least-request"),
@@ -51,6 +53,8 @@ TARGETS = {
     "sglang-router cache_aware": ("sglang", "cache_aware"),
     "vllm-router round_robin": ("vllm", "round_robin"),
     "vllm-router cache_aware": ("vllm", "cache_aware"),
+    "litellm simple-shuffle": ("litellm", "simple-shuffle"),
+    FLOOR: ("floor", "round-robin"),
 }
 
 
@@ -128,97 +132,52 @@ def pod_main(argv) -> None:
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
 
 
+def floor_main(argv) -> None:
+    """FLOOR: a bare pass-through proxy over the --pod URLs, round-robin, on --port."""
+    import itertools
+
+    import aiohttp
+    import uvicorn
+
+    ap = argparse.ArgumentParser(prog="gateway_peers.py floor")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--pod", action="append", required=True)
+    args = ap.parse_args(argv)
+    turn, sessions = itertools.cycle(range(len(args.pod))), {}
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        i = next(turn)
+        if i not in sessions:
+            sessions[i] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False)
+        async with sessions[i].post(args.pod[i] + scope["path"], data=body,
+                                    headers={"content-type": "application/json"}) as r:
+            data = await r.read()
+        await send({"type": "http.response.start", "status": r.status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
+
+    uvicorn.run(app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", log_level="warning",
+                access_log=False, lifespan="off")
+
+
+def start_floor(ports) -> tuple:
+    pods = [x for p in ports for x in ("--pod", f"http://127.0.0.1:{p}")]
+    proc = Proc("floor", [PY, os.path.abspath(__file__), "floor", "--port", str(GATEWAY_PORT), *pods])
+    return proc, answering(proc, GATEWAY_PORT, 20.0)
+
+
 # --- processes ---------------------------------------------------------------------------
 
-class Proc:
-    """A child process, its output in a file (read back when it misbehaves)."""
-
-    def __init__(self, name: str, cmd: list, env: dict | None = None):
-        self.name = name
-        self.log = tempfile.NamedTemporaryFile("w+", prefix=f"{name.replace(' ', '_')}-", suffix=".log", delete=False)
-        self.p = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                                  start_new_session=True)
-
-    def tail(self, n: int = 15) -> str:
-        self.log.flush()
-        with open(self.log.name, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-
-    def stop(self) -> None:
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(5)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-
-
-def wait_ready(url: str, proc: Proc, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.p.poll() is not None:
-            raise RuntimeError(f"{proc.name} exited {proc.p.returncode}:\n{proc.tail()}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status < 400:
-                    return
-        except OSError:  # not up yet
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{proc.name} not ready after {timeout:g} s:\n{proc.tail()}")
-
-
-def start_pods(ports, **options) -> list:
+def own_pods(ports, **options) -> list:
+    """This file's instant pods (`gateway_peers.py pod`) on the ports, each ready."""
     extra = [x for k, v in options.items() for x in (f"--{k.replace('_', '-')}", str(v))]
-    pods = [Proc(f"pod-{p}", [PY, os.path.abspath(__file__), "pod", "--port", str(p), *extra]) for p in ports]
-    for port, pod in zip(ports, pods):
-        wait_ready(f"http://127.0.0.1:{port}/health", pod)
-    return pods
-
-
-def start_router(kind: str, policy: str, ports, log_level: str) -> tuple[Proc, str]:
-    urls = [f"http://127.0.0.1:{p}" for p in ports]
-    if kind == "gateway":
-        cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-        # JSON is YAML: the gateway's config, pods named a, b, ...
-        json.dump({"port": GATEWAY_PORT, "strategy": policy, "log_requests": False,
-                   "pods": [{"name": chr(97 + i), "url": u, "models": ["llama"]} for i, u in enumerate(urls)]}, cfg)
-        cfg.close()
-        proc = Proc(f"gateway {policy}", [PY, "-m", "seldon_routers.cli", "gateway", "--config", cfg.name,
-                                          "--log-level", log_level], env={"PYTHONPATH": ROOT})
-        port = GATEWAY_PORT
-    else:
-        venv = os.path.join(PEERS, f"{kind}-router")
-        if kind == "vllm":
-            cmd = [os.path.join(venv, "bin", "vllm-router"), "--log-level", "warning"]
-        else:
-            cmd = [os.path.join(venv, "bin", "python"), "-m", "sglang_router.launch_router", "--log-level", "warn"]
-        if not os.path.exists(cmd[0]):
-            raise RuntimeError(f"not installed ({cmd[0]}): run bash bench/setup_peers.sh")
-        cmd += ["--host", "127.0.0.1", "--port", str(PEER_PORT), "--worker-urls", *urls, "--policy", policy,
-                "--prometheus-host", "127.0.0.1", "--prometheus-port", str(PROM_PORT)]
-        # sglang-router fetches a tokenizer unless the hub points at a closed port
-        proc = Proc(f"{kind}-router {policy}", cmd, env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"})
-        port = PEER_PORT
-    base = f"http://127.0.0.1:{port}"
-    # ready: the router answers a real request (its workers registered), not just its port
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            post(base + "/v1/chat/completions", BODY)
-            return proc, base
-        except Exception as exc:  # noqa: BLE001
-            if proc.p.poll() is not None or time.monotonic() > deadline:
-                proc.stop()
-                raise RuntimeError(f"{proc.name} not serving ({exc}):\n{proc.tail()}") from None
-            time.sleep(0.2)
-
-
-def post(url: str, body: dict) -> bytes:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return r.read()
+    return start_pods(ports, lambda p: [PY, os.path.abspath(__file__), "pod", "--port", str(p), *extra])
 
 
 def stats(ports) -> dict:
@@ -236,7 +195,8 @@ def wrk(urls: list, duration: float, connections: int, threads: int) -> dict:
     connections split among them, run at once (direct's "clients spread over the pods")."""
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     body = json.dumps(BODY).replace("'", "\\'")
-    script.write(f'wrk.method = "POST"\nwrk.body = \'{body}\'\nwrk.headers["Content-Type"] = "application/json"\n')
+    script.write(f'wrk.method = "POST"\nwrk.body = \'{body}\'\nwrk.headers["Content-Type"] = "application/json"\n'
+                 f'wrk.headers["Authorization"] = "{AUTH["authorization"]}"\n')  # litellm's key; the others ignore it
     script.close()
     per = max(1, connections // len(urls))
     procs = [subprocess.Popen(["wrk", "-t", str(max(1, threads // len(urls))), "-c", str(per), "-d", f"{duration:g}s",
@@ -293,16 +253,11 @@ async def ttfts(url: str, n: int) -> tuple[list, int]:
     return out, failed
 
 
-def pct(xs: list, q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
-
-
 # --- the run -----------------------------------------------------------------------------
 
 def overhead(args) -> tuple[dict, dict]:
     rows, notes = {}, {}
-    pods = start_pods(POD_PORTS)
+    pods = own_pods(POD_PORTS)
     direct_urls = [f"http://127.0.0.1:{p}" for p in POD_PORTS]
     try:
         print(f"\n### Overhead: {len(POD_PORTS)} instant pods, {args.connections} connections, "
@@ -316,7 +271,8 @@ def overhead(args) -> tuple[dict, dict]:
                 continue
             before = stats(POD_PORTS)
             try:
-                proc, base = start_router(kind, policy, POD_PORTS, args.log_level)
+                proc, base = (start_floor(POD_PORTS) if kind == "floor"
+                              else start_router(kind, policy, POD_PORTS, args.log_level))
             except RuntimeError as exc:
                 notes[name] = str(exc)
                 print(f"  {name}: skipped: {str(exc).splitlines()[0]}", flush=True)
@@ -345,7 +301,7 @@ def overhead(args) -> tuple[dict, dict]:
 
 
 def streaming(args) -> dict:
-    pods = start_pods(STREAM_PORTS, token_time=args.token_time, tokens=32)
+    pods = own_pods(STREAM_PORTS, token_time=args.token_time, tokens=32)
     out = {}
     try:
         proc, base = start_router("gateway", "least-request", STREAM_PORTS, args.log_level)
@@ -379,12 +335,7 @@ def report(rows: dict, notes: dict, stream: dict, args) -> list:
               f"{c1['p50']:+.3f} | {c1['p99']:+.3f} | {calls} |")
     for name, why in notes.items():
         print(f"\n{name}: {why}")
-    checks = []
-
-    def check(label, ok, detail):
-        verdict = "n/a " if ok is None else ("PASS" if ok else "FAIL")
-        print(f"  {verdict} {label}: {detail}")
-        checks.append({"check": label, "pass": ok, "detail": detail})
+    checks = check = Checks()
 
     print("\nTargets:")
     ours, sg = rows.get("gateway prefix-cache"), rows.get("sglang-router cache_aware")
@@ -397,6 +348,15 @@ def report(rows: dict, notes: dict, stream: dict, args) -> list:
               f"{ours['added_p50']:.2f} / {sg['added_p50']:.2f} ms = {ratio:.2f}")
     else:
         check("gateway vs sglang cache_aware", None, "one of them did not run")
+    lite, floor = rows.get("litellm simple-shuffle"), rows.get(FLOOR)
+    if ours and lite:
+        ratio = ours["rps"] / max(lite["rps"], 1e-9)
+        check("gateway prefix-cache / litellm simple-shuffle throughput >= 20", ratio >= 20,
+              f"{ours['rps']:.0f} / {lite['rps']:.0f} = {ratio:.1f}")
+    if ours and floor:  # not a target: how far the gateway is from what its stack allows
+        print(f"  (gateway prefix-cache / the Python floor: {ours['rps']:.0f} / {floor['rps']:.0f} = "
+              f"{ours['rps'] / floor['rps']:.2f} of the throughput; sglang cache_aware / floor: "
+              f"{(sg or {}).get('rps', float('nan')) / floor['rps']:.2f})")
     if "direct" in stream and "gateway least-request" in stream:
         s, g = stream["direct"], stream["gateway least-request"]
         diff = g["p50_ms"] - s["p50_ms"]
@@ -411,9 +371,7 @@ def report(rows: dict, notes: dict, stream: dict, args) -> list:
 
 
 def plot(path: str, rows: dict) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     names = list(rows)
     fig, ax = plt.subplots(figsize=(9, 4.2), dpi=110)
     bars = ax.bar(range(len(names)), [rows[n]["rps"] for n in names],
@@ -438,20 +396,13 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--stream-requests", type=int, default=200)
     ap.add_argument("--token-time", type=float, default=0.005)
-    ap.add_argument("--only", action="append", help="run the targets whose name contains this (repeatable)")
     ap.add_argument("--no-stream", action="store_true", help="skip the streaming TTFT part")
-    ap.add_argument("--log-level", default="warning", help="the gateway's")
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
-    ap.add_argument("--no-netns", action="store_true", help="do not re-exec in a loopback-only namespace")
+    common_args(ap)
     args = ap.parse_args(argv)
-    if not args.no_netns and os.environ.get("GATEWAY_PEERS_NETNS") != "1":
-        # everything (pods, routers, load) on a loopback that leads nowhere: peers fetch nothing
-        if shutil.which("unshare") is None:
-            print("unshare not found: pass --no-netns", file=sys.stderr)
-            return 2
-        cmd = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", PY, os.path.abspath(__file__),
-               *(argv if argv is not None else sys.argv[1:])]
-        return subprocess.call(cmd, env={**os.environ, "GATEWAY_PEERS_NETNS": "1"})
+    if not args.no_netns:
+        rc = in_netns(__file__, argv)
+        if rc is not None:
+            return rc
     if shutil.which("wrk") is None:
         print("wrk not found: run bash bench/setup.sh", file=sys.stderr)
         return 2
@@ -462,21 +413,13 @@ def main(argv=None) -> int:
     summary = {"args": vars(args), "overhead": {k: {x: y for x, y in v.items() if x != "output"} for k, v in rows.items()},
                "wrk_output": {k: v.pop("output") for k, v in rows.items()}, "notes": notes, "streaming": stream,
                "checks": checks, "seconds": time.perf_counter() - started}
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "gateway_peers.json")
-    with open(path, "w") as f:
-        json.dump(summary, f, indent=1, default=str)
-    print(f"\n{summary['seconds']:.0f} s; wrote {path}")
-    try:
-        plot(os.path.join(args.out, "gateway_peers.png"), rows)
-        print(f"wrote {os.path.join(args.out, 'gateway_peers.png')}")
-    except ImportError:
-        print("(no plot: matplotlib is not installed)")
-    return 1 if any(c["pass"] is False for c in checks) else 0
+    return write_results(args.out, "gateway_peers", summary, lambda path: plot(path, rows))
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["pod"]:
         pod_main(sys.argv[2:])
+    elif sys.argv[1:2] == ["floor"]:
+        floor_main(sys.argv[2:])
     else:
         sys.exit(main())

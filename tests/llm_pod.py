@@ -25,6 +25,13 @@ characters (16 tokens) chained by hash, LRU, feeds vllm:prefix_cache_queries/_hi
 pod.prefill_per_token seconds per uncached token on top of the TTFT, so cache-aware routing
 shows up in both the metrics and the latency.
 
+Capacity (off by default: pod.slots = None, every request runs at once in its own thread):
+with pod.slots = 16 (`--slots 16`) at most 16 requests generate at once, the rest wait in a
+FIFO queue (vllm:num_requests_waiting; the admitted ones are vllm:num_requests_running), and
+prefill is the pod's compute: one prefill at a time (a lock), the cache looked up when a
+request is admitted to it, while the admitted requests' decodes (token_time apart) overlap.
+A slot is held from admission until the answer's last chunk is sent (or the client is gone).
+
 As a process (a pod a test can SIGKILL): `python tests/llm_pod.py --port 0 --model llama`
 prints `ready <port>` once serving; spawn_pods(n, token_time=0.05) / pods_running(n) do it.
 
@@ -124,6 +131,12 @@ class LLMPod:
         self.token_time = 0.0
         self.prefill_per_token = 0.0
         self.cache_blocks = 2000
+        self.slots: Optional[int] = None  # None: no capacity limit
+        self.queued = 0  # requests waiting for a slot (reported as waiting, not running)
+        self._admitted = 0
+        self._queue: collections.deque = collections.deque()  # FIFO of waiting requests' tickets
+        self._slot_free = threading.Condition(threading.Lock())
+        self._prefill = threading.Lock()  # one prefill at a time, when slots is set
         self._cache: collections.OrderedDict = collections.OrderedDict()  # block hash -> None, LRU first
         # Faults.
         self.fail_next = 0
@@ -279,7 +292,7 @@ class LLMPod:
         n = int(request.get("max_tokens") or request.get("max_completion_tokens") or 16)
         with self._lock:
             self.active += 1
-        handed_off = False
+        handed_off, slotted = False, False
         try:
             if self.hold is not None:
                 self.hold.wait()
@@ -289,8 +302,11 @@ class LLMPod:
             if failing:
                 return _error(self.fail_status, "Simulated failure")
             prompt_tokens = self._tokens(text)
-            cached = self._cached_tokens(request["model"], text)
-            time.sleep(self.ttft + self.prefill_per_token * (prompt_tokens - cached))
+            slotted = self._admit()
+            with self._prefill if slotted else contextlib.nullcontext():
+                cached = self._cached_tokens(request["model"], text)
+                time.sleep(self.prefill_per_token * (prompt_tokens - cached))
+            time.sleep(self.ttft)
             with self._lock:
                 self.prompt_tokens += prompt_tokens
             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
@@ -300,7 +316,7 @@ class LLMPod:
                 include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
                 chunks = self._chunks(head, chat, n, usage if include_usage else None)
                 handed_off = True
-                return 200, "text/event-stream", _Stream(chunks, self._release)
+                return 200, "text/event-stream", _Stream(chunks, self._finish if slotted else self._release)
             with self._lock:
                 self.generation_tokens += n
             choice = ({"index": 0, "message": {"role": "assistant", "content": TOKEN * n}} if chat
@@ -311,7 +327,31 @@ class LLMPod:
             return 200, "application/json", json.dumps(reply).encode()
         finally:
             if not handed_off:
-                self._release()
+                self._finish() if slotted else self._release()
+
+    def _admit(self) -> bool:
+        """Waits for a slot, first come first served; False when there is no limit."""
+        slots = self.slots
+        if not slots:
+            return False
+        ticket = object()
+        with self._slot_free:
+            self._queue.append(ticket)
+            self.queued += 1
+            while self._queue[0] is not ticket or self._admitted >= slots:
+                self._slot_free.wait()
+            self._queue.popleft()
+            self.queued -= 1
+            self._admitted += 1
+            self._slot_free.notify_all()  # the next in line may fit too
+        return True
+
+    def _finish(self):
+        """An admitted request is done: its slot goes to the next in line."""
+        with self._slot_free:
+            self._admitted -= 1
+            self._slot_free.notify_all()
+        self._release()
 
     def _chunks(self, head: dict, chat: bool, n: int, usage: Optional[dict]):
         """vLLM's SSE: a role chunk (chat), a chunk a token (the last with finish_reason), the
@@ -353,8 +393,10 @@ class _Collector:
         pod = self.pod
         names, values = ["engine", "model_name"], ["0", pod.models[0] if pod.models else ""]
         kv = "vllm:gpu_cache_usage_perc" if pod.legacy_kv else "vllm:kv_cache_usage_perc"
-        for name, value, doc in (("vllm:num_requests_running", pod.running + pod.active, "Requests in the running batch."),
-                                 ("vllm:num_requests_waiting", pod.waiting, "Requests waiting to run."),
+        queued = pod.queued
+        for name, value, doc in (("vllm:num_requests_running", pod.running + pod.active - queued,
+                                  "Requests in the running batch."),
+                                 ("vllm:num_requests_waiting", pod.waiting + queued, "Requests waiting to run."),
                                  (kv, pod.kv_cache, "KV-cache usage. 1 means 100 percent usage.")):
             family = GaugeMetricFamily(name, doc, labels=names)
             family.add_metric(values, value)
@@ -469,7 +511,7 @@ class PodProcess:
 
 
 _FLAGS = {"ttft": "--ttft", "token_time": "--token-time", "prefill_per_token": "--prefill-per-token",
-          "cache_blocks": "--cache-blocks"}
+          "cache_blocks": "--cache-blocks", "slots": "--slots"}
 
 
 def _spawn(models=("llama",), port: int = 0, timeout: float = 15.0, **options) -> PodProcess:
@@ -493,7 +535,8 @@ def _spawn(models=("llama",), port: int = 0, timeout: float = 15.0, **options) -
 
 
 def spawn_pods(n: int, **options) -> list:
-    """n pods as processes, each ready; options: models, ttft, token_time, prefill_per_token, cache_blocks."""
+    """n pods as processes, each ready; options: models, ttft, token_time, prefill_per_token, cache_blocks,
+    slots."""
     pods: list = []
     try:
         for _ in range(n):
@@ -523,10 +566,11 @@ def main(argv=None) -> None:
     parser.add_argument("--token-time", type=float, default=0.0)
     parser.add_argument("--prefill-per-token", type=float, default=0.0)
     parser.add_argument("--cache-blocks", type=int, default=2000)
+    parser.add_argument("--slots", type=int, default=None, help="requests generating at once (default: no limit)")
     args = parser.parse_args(argv)
     pod = LLMPod(models=args.models or ["llama"], port=args.port)
     pod.ttft, pod.token_time = args.ttft, args.token_time
-    pod.prefill_per_token, pod.cache_blocks = args.prefill_per_token, args.cache_blocks
+    pod.prefill_per_token, pod.cache_blocks, pod.slots = args.prefill_per_token, args.cache_blocks, args.slots
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     pod.start()
     try:

@@ -188,8 +188,7 @@ class Gateway:
         try:
             out = response_headers(resp, pod)
             if stream and resp.status == 200 and resp.content_type == "text/event-stream":
-                watch.done()  # the stream watches for itself
-                status, usage, ttft = await self._stream(resp, receive, send, out, strip, started)
+                status, usage, ttft = await self._stream(resp, send, out, strip, started, watch)
             else:
                 try:
                     data = await resp.read()
@@ -234,43 +233,34 @@ class Gateway:
         if self.cfg.log_requests and requests_log.isEnabledFor(logging.INFO):
             requests_log.info("%s", orjson.dumps(record).decode())
 
-    async def _stream(self, resp, receive, send, out: list, strip: bool, started: float):
-        """Events on as they come; the client gone cancels the pod's answer (its connection closed)."""
+    async def _stream(self, resp, send, out: list, strip: bool, started: float, watch: "_Gone"):
+        """Events on as they come; the client gone (`watch`) cancels the pod's answer (its
+        connection closed: vLLM aborts the generation)."""
         events = sse.Events(strip)
         ttft = None
-        await send({"type": "http.response.start", "status": 200, "headers": out})
-
-        async def pump():
-            nonlocal ttft
-            try:
-                async for data in resp.content.iter_any():
-                    chunk = events.feed(data)
-                    if chunk:
-                        if ttft is None:
-                            ttft = time.perf_counter() - started
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                rest = events.rest()
-                await send({"type": "http.response.body", "body": rest})
-                return 200
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                log.warning("stream from pod failed after %d events: %s: %s", events.chunks, type(exc).__name__, exc)
-                await send({"type": "http.response.body", "more_body": False, "body": error_event(
-                    UpstreamFailed(f"the pod failed while streaming: {type(exc).__name__}"))})
-                return 502
-
-        pumping, watching = asyncio.ensure_future(pump()), asyncio.ensure_future(_gone(receive))
         try:
-            done, _ = await asyncio.wait((pumping, watching), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watching.cancel()
-            if not pumping.done():  # this task cancelled (shutdown's deadline): no send after it
-                pumping.cancel()
-        if pumping in done:
-            return pumping.result(), events.usage, ttft
-        pumping.cancel()
-        resp.close()  # the pod sees its connection closed: vLLM aborts the generation
-        await asyncio.gather(pumping, return_exceptions=True)
-        return 499, events.usage, ttft  # nginx's "client closed request"
+            await send({"type": "http.response.start", "status": 200, "headers": out})
+            async for data in resp.content.iter_any():
+                chunk = events.feed(data)
+                if chunk:
+                    if ttft is None:
+                        ttft = time.perf_counter() - started
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            watch.done()
+            await send({"type": "http.response.body", "body": events.rest()})
+            return 200, events.usage, ttft
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            watch.done()
+            log.warning("stream from pod failed after %d events: %s: %s", events.chunks, type(exc).__name__, exc)
+            await send({"type": "http.response.body", "more_body": False, "body": error_event(
+                UpstreamFailed(f"the pod failed while streaming: {type(exc).__name__}"))})
+            return 502, events.usage, ttft
+        except asyncio.CancelledError:
+            watch.done()
+            if not watch.fired:
+                raise
+            resp.close()
+            return 499, events.usage, ttft  # nginx's "client closed request"
 
 
 async def _gone(receive) -> None:

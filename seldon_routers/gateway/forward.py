@@ -98,7 +98,8 @@ class Forwarder:
         """An attempt that got no answer to pass on: counted, and released, by default with
         no tokens used (a refused or failed call: its estimate given back to the user's TPM)."""
         self.g.metrics.attempt_failed(name, reason)
-        await self.release(attempt, usage)
+        # shielded: the client leaving (the task cancelled) must not cut a release in two
+        await asyncio.shield(self.release(attempt, usage))
 
     # --- the pods' side -------------------------------------------------------------------
 

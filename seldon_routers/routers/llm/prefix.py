@@ -17,8 +17,9 @@ longest match is found by binary search, never by walking 500 blocks.
 The guard (without it prefix routing herds requests onto one pod): when the candidates'
 in-flight max - min exceeds `prefix_max_imbalance` and max > `prefix_balance_ratio` x min
 (AIBrix: 8 and any; SGLang: 32 and 1.0001), the request goes by least-request (rule
-load-fallback); otherwise only pods within mean + `prefix_sigma` sigma of in-flight are
-considered (AIBrix), the others score 0. No match anywhere: least-request (rule no-match).
+load-fallback); otherwise, with `prefix_sigma` > 0 (AIBrix's filter, off by default: it cost
+hits, docs/llm/prefix-cache.md), only pods within mean + `prefix_sigma` sigma of in-flight are
+considered, the others score 0. No match anywhere: least-request (rule no-match).
 
 The index is this router replica's own (not shared through a store): each replica learns
 from the requests it routes; docs/llm/prefix-cache.md says what that costs.

@@ -81,7 +81,8 @@ class LLMRouter(Router):
     prefix_max_imbalance: in-flight max - min beyond which prefix-cache routes by load (default 8).
     prefix_balance_ratio: ... and only when max > this x min (SGLang's relative rule, 1.0001
       there; default 1: the absolute bound alone, as AIBrix).
-    prefix_sigma: prefix-cache only considers pods within mean + this many sigma of in-flight (default 1; 0: off).
+    prefix_sigma: prefix-cache only considers pods within mean + this many sigma of in-flight (AIBrix's
+      filter; default 0: off, see docs/llm/prefix-cache.md for what it cost).
     metrics_interval, metrics_stale: pod metrics refreshed at most this often, stale after (0.05 s, 2 s).
     slo_ttft, slo_tpot: the `slo` strategy's objectives (seconds to first token, per output token).
     slo_miss: when no pod can meet the objective: best-effort (default), 429 or 503.
@@ -100,7 +101,7 @@ class LLMRouter(Router):
                  in_flight_ttl: Optional[str] = None, rpm: Optional[int] = None, tpm: Optional[int] = None,
                  limits: Union[str, dict, None] = None, limits_file: Optional[str] = None,
                  block_size: int = 512, prefix_blocks: int = 1024, prefix_max_imbalance: float = 8.0,
-                 prefix_balance_ratio: float = 1.0, prefix_sigma: float = 1.0, metrics_interval: float = 0.05,
+                 prefix_balance_ratio: float = 1.0, prefix_sigma: float = 0.0, metrics_interval: float = 0.05,
                  metrics_stale: float = 2.0,
                  slo_ttft: Optional[float] = None, slo_tpot: Optional[float] = None, slo_miss: str = "best-effort",
                  seed: Optional[int] = None):
