@@ -159,10 +159,11 @@ def pct(xs: list, q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-def in_netns(script: str, argv: Optional[list]) -> Optional[int]:
+def in_netns(script: str, argv: Optional[list], args) -> Optional[int]:
     """Runs `script` again inside a loopback-only network namespace (pods, routers and load on a
-    loopback that leads nowhere) and returns its exit status; None when already inside one."""
-    if os.environ.get(_NETNS) == "1":
+    loopback that leads nowhere) and returns its exit status; None when already inside one, or
+    when args.no_netns."""
+    if os.environ.get(_NETNS) == "1" or args.no_netns:
         return None
     if shutil.which("unshare") is None:
         print("unshare not found: pass --no-netns", file=sys.stderr)

@@ -399,10 +399,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-stream", action="store_true", help="skip the streaming TTFT part")
     common_args(ap)
     args = ap.parse_args(argv)
-    if not args.no_netns:
-        rc = in_netns(__file__, argv)
-        if rc is not None:
-            return rc
+    rc = in_netns(__file__, argv, args)
+    if rc is not None:
+        return rc
     if shutil.which("wrk") is None:
         print("wrk not found: run bash bench/setup.sh", file=sys.stderr)
         return 2

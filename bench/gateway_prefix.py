@@ -376,10 +376,9 @@ def main(argv=None) -> int:
                     help=f"tenants (system prompts of {SYSTEM_TOKENS} tokens; default {TENANTS})")
     common_args(ap)
     args = ap.parse_args(argv)
-    if not args.no_netns:
-        rc = in_netns(__file__, argv)
-        if rc is not None:
-            return rc
+    rc = in_netns(__file__, argv, args)
+    if rc is not None:
+        return rc
     try:
         import uvloop
         uvloop.install()

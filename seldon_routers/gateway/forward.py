@@ -62,6 +62,7 @@ class Attempt:
 class Forwarder:
     def __init__(self, gateway):
         self.g = gateway
+        self._timeouts: dict = {}  # (total, connect) -> ClientTimeout: a few per config
 
     # --- the router's side ---------------------------------------------------------------
 
@@ -104,9 +105,11 @@ class Forwarder:
     # --- the pods' side -------------------------------------------------------------------
 
     async def post(self, url: str, path: str, body: bytes, headers: list, policy: Policy, timeout):
-        session = self.g.session(url)
-        return await session.post(url + path, data=body, headers=headers,
-                                  timeout=aiohttp.ClientTimeout(total=timeout, connect=policy.connect_timeout))
+        key = (timeout, policy.connect_timeout)
+        limits = self._timeouts.get(key)
+        if limits is None:
+            limits = self._timeouts[key] = aiohttp.ClientTimeout(total=timeout, connect=policy.connect_timeout)
+        return await self.g.session(url).post(url + path, data=body, headers=headers, timeout=limits)
 
     async def call(self, body: dict, raw: bytes, headers: Headers, scope_headers, path: str, policy: Policy):
         """The routed pod's response (status < 500, or the last one), after retries and
