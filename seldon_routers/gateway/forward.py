@@ -231,14 +231,17 @@ def _int(value, default: int) -> int:
 
 
 def _seconds(value, default):
+    """A decision's `timeout` tag (a ModelRoute's): seconds, None for 0 (no timeout, as Envoy
+    reads 0), the policy's when absent or not a duration."""
     if value is None:
         return default
     from ..routers._params import duration
 
     try:
-        return duration(value, "timeout") or default
+        seconds = duration(value, "timeout")
     except RouterError:
         return default
+    return seconds or None
 
 
 def _label(body: dict) -> str:
