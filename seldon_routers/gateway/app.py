@@ -212,6 +212,7 @@ class Gateway:
             log.warning("pod %s failed mid-answer: %s: %s", pod, type(exc).__name__, exc)
             await _error(send, UpstreamFailed(f"pod {pod} failed while answering: {type(exc).__name__}"))
         finally:
+            watch.done()  # (whatever ended it: nothing may cancel the release below)
             resp.release()
             if attempt is not None:
                 await self.forward.release(attempt, usage)
