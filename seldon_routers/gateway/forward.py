@@ -244,11 +244,6 @@ def _seconds(value, default):
     return seconds or None
 
 
-def _label(body: dict) -> str:
-    model = body.get("model")
-    return model if isinstance(model, str) else ""
-
-
 def response_headers(resp, pod: str) -> list:
     """The pod's headers as it sent them (aiohttp's raw bytes: no re-encoding to fail on)."""
     out = [(k, v) for k, v in ((k.lower(), v) for k, v in resp.raw_headers) if k not in DROPPED_BACK]
