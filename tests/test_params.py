@@ -47,3 +47,17 @@ def test_bad_flag_values_name_the_parameter(pairs, match):
 def test_describe_lists_constructor_parameters():
     names = [p["name"] for p in params.describe(ABTest)]
     assert names[:4] == ["n_branches", "weights", "seed", "branch_names"]
+
+
+def test_every_builtin_router_refuses_hostile_parameters_with_a_config_error():
+    """What `serve` turns into exit 2 and a message naming the parameter; anything else would
+    be a traceback (or, for a count that sizes arrays, the machine's memory)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(__file__), "params_fuzz.py")
+    done = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == []

@@ -8,7 +8,7 @@ import json
 from typing import Any, Optional
 
 from ..errors import ConfigError
-from ._params import child
+from ._params import child, n_children
 from ._weights import StickyKey, WeightedChoice
 
 
@@ -58,6 +58,7 @@ def child_names(doc_children: Any, branch_names: Optional[list], n_branches: Opt
             raise ConfigError(f"branch_names: {branch_names} differs from the config's children {names}")
         names = branch_names
     if n_branches is not None:
+        n_branches = n_children(n_branches)
         if names is not None and len(names) != n_branches:
             raise ConfigError(f"n_branches: {n_branches} but {len(names)} children are named")
         names = names or [str(i) for i in range(n_branches)]

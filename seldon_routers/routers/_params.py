@@ -57,6 +57,18 @@ def positive_int(value, field: str) -> int:
     return integer(value, field, 1)
 
 
+# A router's children are a graph's branches or a fleet's pods: every one costs state (and a
+# row of arrays), so a count past this is a typo (or a config as an attack), refused at start.
+MAX_CHILDREN = 10_000
+
+
+def n_children(value, field: str = "n_branches") -> int:
+    n = positive_int(value, field)
+    if n > MAX_CHILDREN:
+        raise ConfigError(f"{field}: at most {MAX_CHILDREN:,} children, got {n:,}")
+    return n
+
+
 _RATIO = re.compile(r"\s*([+-]?[\d.]+(?:e[+-]?\d+)?)\s*/\s*([\d.]+(?:e[+-]?\d+)?)\s*", re.I)
 
 
@@ -150,11 +162,13 @@ def children(n_branches, branch_names, fields: tuple = ("n_branches", "branch_na
     are given); default names are the indices."""
     names = items(branch_names, fields[1]) if branch_names is not None else None
     if n_branches is not None:
-        n_branches = positive_int(n_branches, fields[0])
+        n_branches = n_children(n_branches, fields[0])
         if names is not None and len(names) != n_branches:
             raise ConfigError(f"{fields[1]}: {len(names)} names given for {fields[0]}={n_branches}")
     if names is None:
         names = [str(i) for i in range(n_branches if n_branches is not None else 0)]
+    elif len(names) > MAX_CHILDREN:
+        raise ConfigError(f"{fields[1]}: at most {MAX_CHILDREN:,} children, got {len(names):,}")
     if len(set(names)) != len(names):
         raise ConfigError(f"{fields[1]}: names must be unique, got {names}")
     return names

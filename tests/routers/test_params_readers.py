@@ -118,6 +118,11 @@ def test_children_from_n_branches_and_or_names():
         children(None, "a:a")
     with pytest.raises(ConfigError, match="^n_branches: must be an integer >= 1, got 0"):
         children(0, None)
+    # a count no fleet has: refused before anything is sized by it
+    with pytest.raises(ConfigError, match="^n_branches: at most 10,000 children, got 1,000,000,000"):
+        children(10 ** 9, None)
+    with pytest.raises(ConfigError, match="^branch_names: at most 10,000 children, got 10,001"):
+        children(None, [str(i) for i in range(10_001)])
 
 
 def test_choice_weights_and_arguments():

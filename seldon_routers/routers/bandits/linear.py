@@ -13,6 +13,9 @@ from .base import Bandit
 
 
 MAX_FEATURE = 1e6  # larger values overflow the rank-one updates and poison the model
+# Columns at most: the model holds two d x d matrices per arm (1,024: 16 MB an arm), and an
+# unconfigured width is taken from the first request, which must not size them at will.
+MAX_FEATURES = 1024
 
 
 class LinUCB(Bandit):
@@ -33,6 +36,8 @@ class LinUCB(Bandit):
         super().__init__(n_branches, branch_names, seed, None, None, min_share, max_share, dedupe)
         self.alpha, self.ridge = number(alpha, "alpha", 0.0), number(ridge, "ridge", 0.0, lo_open=True)
         self.n_features = n_features = optional(positive_int, n_features, "n_features")
+        if n_features is not None and n_features > MAX_FEATURES:
+            raise ConfigError(f"n_features: at most {MAX_FEATURES:,} columns, got {n_features:,}")
         if n_features:
             self._init_model(n_features)
 
@@ -52,6 +57,8 @@ class LinUCB(Bandit):
         x = x.astype(np.float64).reshape(len(x), -1) if x.ndim > 1 else x.astype(np.float64).reshape(1, -1)
         if not np.isfinite(x).all() or np.abs(x).max() > MAX_FEATURE:
             raise BadRequest(f"features: must be finite numbers within +-{MAX_FEATURE:g}")
+        if x.shape[1] > MAX_FEATURES:
+            raise BadRequest(f"features: at most {MAX_FEATURES:,} numeric columns per row, got {x.shape[1]:,}")
         with self.lock:
             if self.n_features is None:
                 self._init_model(x.shape[1])

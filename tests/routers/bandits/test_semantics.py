@@ -271,6 +271,16 @@ def test_lin_ucb_refuses_a_change_of_feature_width():
     assert json.dumps(r.state()) == before
 
 
+def test_lin_ucb_bounds_its_width_from_config_and_from_a_first_request():
+    with pytest.raises(ConfigError, match="^n_features: at most 1,024 columns, got 100,000"):
+        LinUCB(n_branches=2, n_features=100_000)
+    r = LinUCB(n_branches=2, seed=0)  # its width comes from the first request: not one of 100,000 columns
+    before = json.dumps(r.state())
+    with pytest.raises(BadRequest, match="^features: at most 1,024 numeric columns per row, got 100,000"):
+        r.route(np.zeros((1, 100_000)), [])
+    assert json.dumps(r.state()) == before and r.n_features is None
+
+
 def test_lin_ucb_refuses_features_that_would_poison_the_model():
     r = LinUCB(n_branches=2, seed=0)
     r.send_feedback(np.array([[1.0, 1.0]]), [], 1.0, None, routing=0)
