@@ -218,7 +218,7 @@ class Gateway:
                 await self.forward.release(attempt, usage)
             seconds = time.perf_counter() - started
             self.metrics.ended(pod, model or "", status, ttft, seconds, usage)
-            if self.cfg.log_requests and requests_log.isEnabledFor(logging.INFO):
+            if self._logging():
                 record.update(status=status, ttft_ms=None if ttft is None else round(ttft * 1000, 2),
                               duration_ms=round(seconds * 1000, 2),
                               prompt_tokens=(usage or {}).get("prompt_tokens"),
@@ -231,8 +231,12 @@ class Gateway:
         self._log({"model": model, "pod": None, "stream": stream, "user": user, "status": status,
                    "error": reason, "duration_ms": round(seconds * 1000, 2)})
 
+    def _logging(self) -> bool:
+        """Whether a request's line is written (else its record is not even built)."""
+        return self.cfg.log_requests and requests_log.isEnabledFor(logging.INFO)
+
     def _log(self, record: dict) -> None:
-        if self.cfg.log_requests and requests_log.isEnabledFor(logging.INFO):
+        if self._logging():
             requests_log.info("%s", orjson.dumps(record).decode())
 
     async def _stream(self, resp, send, out: list, strip: bool, started: float, watch: "_Gone"):
@@ -280,7 +284,8 @@ class _Gone:
     __slots__ = ("fired", "_waiting", "_watch", "_timer", "_task", "_receive")
 
     def __init__(self, receive):
-        self._task, self._receive, self.fired, self._waiting, self._watch = asyncio.current_task(), receive, False, True, None
+        self._task, self._receive = asyncio.current_task(), receive
+        self.fired, self._waiting, self._watch = False, True, None
         self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER, self._start)
 
     def _start(self) -> None:
