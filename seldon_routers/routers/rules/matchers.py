@@ -1,7 +1,8 @@
 """String, path and JSON-field matchers for the `rules` router: pure functions of a value,
 compiled once at start-up, so they are table-tested without any I/O.
 
-Semantics follow Envoy's StringMatcher: `regex` is a full match, `ignore_case` applies to
+Semantics follow Envoy's StringMatcher: `regex` is a full match (RE2 where installed, as in
+Envoy; regex.py bounds it either way), `ignore_case` applies to
 every value matcher, and a missing value fails every value matcher, inverted or not
 (Envoy's header matcher does the same), so `invert` never turns "absent" into "matched".
 """
@@ -14,6 +15,7 @@ from typing import Any, Callable, Optional
 
 from ...errors import BadRequest, ConfigError
 from ...request import MAX_DEPTH, too_deep
+from .regex import compile_full
 
 VALUE_KINDS = ("exact", "prefix", "suffix", "contains", "regex")
 KINDS = VALUE_KINDS + ("present",)
@@ -100,12 +102,8 @@ def string_matcher(spec: Any, field: str, kinds: tuple = KINDS) -> Matcher:
             raise ConfigError(f"{field}.{kind}: expected a string, got {arg!r}")
     if kind in ("regex", "glob"):
         source = glob_regex(arg, f"{field}.glob") if kind == "glob" else arg
-        try:
-            rx = re.compile(source, re.IGNORECASE if ignore_case else 0)
-        except re.error as exc:
-            raise ConfigError(f"{field}.{kind}: invalid regex {arg!r}: {exc}") from None
-        full = rx.fullmatch
-        return lambda v: v is not None and (full(v) is not None) != invert
+        full = compile_full(source, ignore_case, f"{field}.{kind}", arg)
+        return lambda v: v is not None and full(v) != invert
     want = arg.lower() if ignore_case else arg
     test = {"exact": str.__eq__, "prefix": str.startswith, "suffix": str.endswith,
             "contains": str.__contains__}[kind]
