@@ -13,6 +13,7 @@ wire behaviour (shapes, SSE framing, keep-alive, timing, failures), cheap enough
     pod = LLMPod(models=["llama"], adapters={"sql-lora": "llama"}).start()
     pod.running, pod.kv_cache = 3, 0.4      # the next scrape sees them (running + pod.active)
     pod.metrics_status = 500                # /metrics fails, /health still answers
+    pod.metrics_delay = 30                  # /metrics hangs 30 s before it answers (a slow pod)
     pod.ttft, pod.token_time = 0.2, 0.02    # seconds before the first byte, between tokens
     pod.fail_next = 2                       # the next 2 generations answer pod.fail_status (500)
     pod.die_after_tokens = 3                # streams are cut after 3 tokens, no [DONE]
@@ -121,6 +122,7 @@ class LLMPod:
         self.lora_waiting: list = []
         self.legacy_kv = False  # name it vllm:gpu_cache_usage_perc, as vLLM did before V1
         self.metrics_status = 200  # anything else: /metrics answers that, with no metrics
+        self.metrics_delay = 0.0  # seconds /metrics waits before answering
         self.calls: dict = {}  # path -> requests seen
         self.seen: list = []  # (path, lowercased headers, parsed body or raw text) of every POST
         self.active = 0  # requests being answered now; /metrics reports running + active
@@ -189,6 +191,8 @@ class LLMPod:
     # --- the routes ------------------------------------------------------------------------
 
     def metrics(self, body: bytes, headers) -> tuple:
+        if self.metrics_delay:
+            time.sleep(self.metrics_delay)  # this request's own thread: other routes answer meanwhile
         if self.metrics_status != 200:
             return self.metrics_status, "text/plain", b"metrics unavailable"
         registry = CollectorRegistry()
@@ -511,7 +515,7 @@ class PodProcess:
 
 
 _FLAGS = {"ttft": "--ttft", "token_time": "--token-time", "prefill_per_token": "--prefill-per-token",
-          "cache_blocks": "--cache-blocks", "slots": "--slots"}
+          "cache_blocks": "--cache-blocks", "slots": "--slots", "metrics_delay": "--metrics-delay"}
 
 
 def _spawn(models=("llama",), port: int = 0, timeout: float = 15.0, **options) -> PodProcess:
@@ -536,7 +540,7 @@ def _spawn(models=("llama",), port: int = 0, timeout: float = 15.0, **options) -
 
 def spawn_pods(n: int, **options) -> list:
     """n pods as processes, each ready; options: models, ttft, token_time, prefill_per_token, cache_blocks,
-    slots."""
+    slots, metrics_delay."""
     pods: list = []
     try:
         for _ in range(n):
@@ -567,10 +571,12 @@ def main(argv=None) -> None:
     parser.add_argument("--prefill-per-token", type=float, default=0.0)
     parser.add_argument("--cache-blocks", type=int, default=2000)
     parser.add_argument("--slots", type=int, default=None, help="requests generating at once (default: no limit)")
+    parser.add_argument("--metrics-delay", type=float, default=0.0, help="seconds /metrics hangs before answering")
     args = parser.parse_args(argv)
     pod = LLMPod(models=args.models or ["llama"], port=args.port)
     pod.ttft, pod.token_time = args.ttft, args.token_time
     pod.prefill_per_token, pod.cache_blocks, pod.slots = args.prefill_per_token, args.cache_blocks, args.slots
+    pod.metrics_delay = args.metrics_delay
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     pod.start()
     try:

@@ -41,6 +41,7 @@ class Metrics:
                                registry=r, multiprocess_mode="livesum")
         self._refused = Counter("seldon_router_state_refused", "Feedbacks refused: store unreachable, buffer full.",
                                 registry=r)
+        self._persistence = None  # made by the first file snapshot: no other store persists to a disk
         self._sync = Histogram("seldon_router_state_sync_seconds", "One sync with the state store.", registry=r,
                                buckets=(2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.1, 1))
         self._cache: dict = {}
@@ -81,6 +82,14 @@ class Metrics:
             self._sync.observe(seconds)
         self._buffered.set(buffered)
         self._store_up.set(1 if up else 0)
+
+    def state_persisted(self, healthy: bool) -> None:
+        """A file snapshot written (or unchanged) or failed: 0 while the disk refuses it."""
+        if self._persistence is None:
+            self._persistence = Gauge("seldon_router_state_persistence_healthy",
+                                      "1 while state snapshots are written; 0 while they fail (disk full, "
+                                      "read-only).", registry=self.registry, multiprocess_mode="livemin")
+        self._persistence.set(1 if healthy else 0)
 
     def state_refused(self) -> None:
         self._refused.inc()

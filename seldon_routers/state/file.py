@@ -30,13 +30,18 @@ class FileStore(Store):
         self._written = b""
         self._task = None
         self.snapshots = 0
+        self.metrics = None
+        # Persistence health: a failing snapshot keeps the router serving, so say so where
+        # an operator looks (GET /state, the gauge); the next good write clears it.
+        self.failures = 0  # snapshots failed in a row
+        self.last_error = None
         # One writer at a time: stop() cancels the periodic task, but a snapshot it has
         # started goes on in its thread, and two writers shared PATH.tmp-PID (one renamed
         # the other's file away: "cannot write the snapshot" at shutdown).
         self._writing = threading.Lock()
 
     async def start(self, router, metrics=None, unit_id: str = "0") -> None:
-        self.router = router
+        self.router, self.metrics = router, metrics
         if not router.restores:
             raise ConfigError(f"--state file: {class_name(router)} keeps no state to restore (it defines no "
                               "load_state); serve it with --state memory")
@@ -73,7 +78,18 @@ class FileStore(Store):
     def snapshot(self) -> bool:
         """Write the state if it changed since the last write; True when it wrote."""
         with self._writing:
-            return self._snapshot()
+            try:
+                wrote = self._snapshot()
+            except Exception as exc:
+                self._persisted(exc.message if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}")
+                raise
+            self._persisted(None)  # written, or unchanged since the last good write: on disk either way
+            return wrote
+
+    def _persisted(self, error) -> None:
+        self.failures, self.last_error = (0, None) if error is None else (self.failures + 1, error)
+        if self.metrics is not None:
+            self.metrics.state_persisted(error is None)
 
     def _snapshot(self) -> bool:
         try:
@@ -115,7 +131,11 @@ class FileStore(Store):
 
     def describe(self) -> dict:
         return {"kind": self.kind, "path": self.path, "snapshot_interval": self.options.snapshot_interval,
-                "snapshots": self.snapshots}
+                "snapshots": self.snapshots, "healthy": self.failures == 0, "failures": self.failures,
+                "last_error": self.last_error}
+
+    async def persist(self) -> None:
+        await asyncio.to_thread(self.snapshot)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -163,6 +163,31 @@ def test_a_pod_whose_metrics_fail_goes_stale_and_the_strategy_local():
             assert ask(r, "c").tags["signals"] == "metrics"
 
 
+def test_a_pod_whose_metrics_hang_goes_stale_within_the_bound_and_routing_goes_on():
+    """A slow pod (its /metrics hangs far beyond the watcher's timeout, /health answers): each
+    scrape is cut at the timeout and the next one starts, the pod stays a candidate, its sample
+    goes stale once older than metrics_stale, and routing goes on by local accounting."""
+    with pods(2) as started:
+        started[0].kv_cache, started[1].kv_cache = 0.1, 0.8
+        r = llm("least-kv-cache", started, metrics_interval=0.05, metrics_stale=1.0)
+        with watching(r, failures=2, timeout=0.2):
+            assert ask(r, "a").tags["signals"] == "metrics"
+            started[0].metrics_delay = 60  # a hang: only the timeout ends each scrape
+            hung = started[0].calls["/metrics"]
+            state = wait_until(lambda: (lambda p: p["source"] == "local" and p)(pod_state(r, 0)), 10,
+                               what="pod-0 stale")
+            assert state["healthy"] is True and state["sample_age"] >= r.signals.stale
+            # scrapes were cut and retried, not stuck on the first hung one
+            wait_until(lambda: started[0].calls["/metrics"] >= hung + 3, 10, what="hung scrapes retried")
+            assert pod_state(r, 1)["source"] == "metrics"  # the other pod's samples never waited on it
+            routed = [ask(r, f"b{i}") for i in range(4)]
+            assert all(d.tags["signals"] == "local" for d in routed)
+            # by the requests in flight here, both pods (on kv usage, pod-1's 0.8 would get none)
+            assert {d.child for d in routed} == {0, 1}
+            started[0].metrics_delay = 0
+            wait_until(lambda: pod_state(r, 0)["source"] == "metrics", 10, what="pod-0 fresh again")
+
+
 def test_a_stopped_pod_is_down_with_its_counts_dropped_until_it_answers_again():
     with pods(2) as started:
         r = llm("least-request", started)
@@ -239,3 +264,29 @@ def test_serve_scrapes_the_pods_and_state_says_which_source(mode):
             assert served.stop() == 0  # SIGTERM: the watcher stops with the server
         finally:
             served.stop()
+
+
+def test_serve_starts_and_routes_while_a_pods_metrics_hang():
+    """A pod process whose /metrics hangs from the start (--metrics-delay): `serve` still gets
+    ready (the first round is cut at the scrape timeout), routes, and /state says the pod's
+    signals are local while the other pod's are its metrics."""
+    from llm_pod import PodProcess, spawn_pods
+
+    fine, slow = spawn_pods(1)[0], None
+    try:
+        slow = spawn_pods(1, metrics_delay=120)[0]  # longer than start_router waits for /ready
+        spec = json.dumps([{"name": "fine", "url": fine.url}, {"name": "slow", "url": slow.url}])
+        served = start_router("least-kv-cache", "--param", f"pods={spec}", "--param", "metrics_stale=1")
+        try:
+            for _ in range(4):
+                reply = route(served.url, BODY)
+                assert reply.status_code == 200, reply.text
+            pods_now = requests.get(served.url + "/state", timeout=5).json()["state"]["signals"]["pods"]
+            assert [p["source"] for p in pods_now] == ["metrics", "local"]
+            assert pods_now[1]["healthy"] is True
+        finally:
+            assert served.stop() == 0
+    finally:
+        for pod in (fine, slow):
+            if isinstance(pod, PodProcess):
+                pod.stop()

@@ -281,3 +281,47 @@ def test_a_temp_file_left_by_a_killed_write_is_removed_at_start_up(tmp_path):
 
     asyncio.run(run())
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_persistence_health_follows_the_snapshots(tmp_path):
+    """While snapshots fail, describe() (GET /state's "store") and the gauge say so, with why
+    and how many in a row; the next good write clears both. (A full or read-only disk, for
+    real: test_file_faults.py.)"""
+    from seldon_routers.server.metrics import Metrics
+    from support import scrape
+
+    class Unsaveable(UCB1):
+        broken = False
+
+        def state(self):
+            return {"not json": object()} if self.broken else super().state()
+
+    router, metrics = Unsaveable(n_branches=2), Metrics()
+    store = _store(tmp_path / "state.json", snapshot_interval=3600)  # snapshots by hand only
+
+    def gauge() -> float:
+        from prometheus_client import generate_latest
+
+        return scrape(generate_latest(metrics.registry).decode()).value("seldon_router_state_persistence_healthy")
+
+    async def run() -> None:
+        await store.start(router, metrics)
+        assert store.describe()["healthy"] is True and gauge() == 1
+        router.broken = True
+        for n in (1, 2):
+            with pytest.raises(ConfigError):
+                store.snapshot()
+            health = store.describe()
+            assert (health["healthy"], health["failures"]) == (False, n)
+            assert "not JSON" in health["last_error"] and str(store.path) in health["last_error"]
+            assert gauge() == 0
+        router.broken = False
+        router.send_feedback(np.zeros((1, 1)), [], 1.0, None, routing=1)
+        assert store.snapshot() is True
+        assert {k: store.describe()[k] for k in ("healthy", "failures", "last_error")} == {
+            "healthy": True, "failures": 0, "last_error": None}
+        assert gauge() == 1
+        await store.stop()
+
+    asyncio.run(run())
+    assert read(tmp_path / "state.json")["pulls"] == [0.0, 1.0]

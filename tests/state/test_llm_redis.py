@@ -7,7 +7,10 @@ passed clock, so every TTL and window edge is exact; the served tests use Redis'
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import threading
+import time
 
 import pytest
 from llm_cases import Ask, Clock
@@ -16,6 +19,7 @@ from seldon_routers.errors import RateLimited, StoreUnavailable
 from seldon_routers.routers.llm.inflight import InFlight
 from seldon_routers.routers.llm.limits import WINDOW, Policy, RateLimits
 from seldon_routers.state.llm_redis import RedisLedger, RedisLimits, llm_keys
+from support import wait_until
 
 PODS = ["pod-a", "pod-b", "pod-c"]
 
@@ -347,3 +351,171 @@ def test_two_routers_on_one_redis_share_counts_ttl_and_limits(redis_server):
         assert (await a.decide(chat("p6"))).tags["ratelimit_remaining"]["x-ratelimit-remaining-requests"] == "2"
 
     run(redis_server, body)
+
+
+# --- Redis killed and restarted under load, through a served router ----------------------------
+
+LOAD_USERS = 6  # one client thread each
+RPM = 25
+
+
+def _chat(puid: str, user: str) -> tuple:
+    body = {"jsonData": {"model": "llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5},
+            "meta": {"puid": puid}}
+    return body, {"user": user}
+
+
+def _complete(rp, puid: str):
+    import requests
+
+    return requests.post(rp.url + "/send-feedback", json={"request": {"meta": {"puid": puid}}, "response": {}},
+                         timeout=10)
+
+
+class _LLMLoad:
+    """LOAD_USERS threads, each a user routing chats and completing them, KEEP_OPEN behind
+    (so requests are in flight whenever Redis dies), until told to stop. Records every
+    route's and completion's status code."""
+
+    KEEP_OPEN = 2
+
+    def __init__(self, rp):
+        self.rp, self.stop = rp, threading.Event()
+        self.routes = {f"u{i}": [] for i in range(LOAD_USERS)}  # (puid, status)
+        self.completions: dict = {}  # puid -> [status, ...]
+        self.threads = [threading.Thread(target=self._client, args=(user,), daemon=True) for user in self.routes]
+        self.go, self.busy = threading.Event(), {user: threading.Lock() for user in self.routes}
+        self.go.set()
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Every client between two calls for the block."""
+        self.go.clear()
+        for lock in self.busy.values():
+            lock.acquire()
+        try:
+            yield
+        finally:
+            for lock in self.busy.values():
+                lock.release()
+            self.go.set()
+
+    def _client(self, user: str) -> None:
+        n, open_ = 0, []
+        while not self.stop.is_set():
+            self.go.wait()
+            with self.busy[user]:
+                n = self._one(user, n, open_)
+            time.sleep(0.002)
+
+    def _one(self, user: str, n: int, open_: list) -> int:
+        """A route, and the completion of the oldest open request beyond KEEP_OPEN."""
+        import requests
+
+        puid, n = f"{user}-{n}", n + 1
+        body, headers = _chat(puid, user)
+        try:
+            status = requests.post(self.rp.url + "/route", json=body, headers=headers, timeout=10).status_code
+        except requests.RequestException as exc:  # the router itself must not fail: recorded as such
+            status = type(exc).__name__
+        self.routes[user].append((puid, status))
+        if status == 200:
+            open_.append(puid)
+        if len(open_) > self.KEEP_OPEN:
+            done = _complete(self.rp, open_[0]).status_code
+            self.completions.setdefault(open_[0], []).append(done)
+            if done == 200:
+                open_.pop(0)
+        return n
+
+    def open(self) -> list:
+        """The requests routed whose completion was not acknowledged (yet)."""
+        return [p for calls in self.routes.values() for p, s in calls
+                if s == 200 and self.completions.get(p, [None])[-1] != 200]
+
+    def seen(self, status) -> int:
+        return sum(s == status for calls in self.routes.values() for _, s in list(calls))
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+
+@pytest.mark.parametrize("limits", [(), ("--param", f"rpm={RPM}")], ids=["least-request", "least-request-rpm"])
+def test_redis_killed_and_restarted_under_load_loses_and_doubles_nothing(redis_factory, limits):
+    """SIGKILL of Redis (append-only file, fsync always: what it acknowledged survives) while
+    users route and complete, then Redis again on the same port. During the outage a call is a
+    503 naming the store, never a 500; after it every request completed leaves the ledger
+    (in flight back to exactly 0, never negative) and no user was served beyond the rpm limit."""
+    import json
+
+    import requests
+
+    from state_cases import serve, state
+
+    redis = redis_factory(persist=True)
+    pods = json.dumps([{"name": "a", "models": ["llama"]}, {"name": "b", "models": ["llama"]}])
+    rp = serve("least-request", "--unit-id", "llm", "--param", f"pods={pods}", *limits,
+               "--state", redis.url, "--state-namespace", "kill-ns")
+    try:
+        with _LLMLoad(rp) as load:
+            wait_until(lambda: load.seen(200) >= 60, timeout=30, what="60 routes answered")
+            redis.stop(signal.SIGKILL)
+            wait_until(lambda: load.seen(503) >= 10, timeout=30, what="routes refused 503 while Redis is down")
+            assert state(rp)["store"]["up"] is False
+            refused = _complete(rp, load.open()[0])  # a completion too is refused, and changes nothing
+            assert refused.status_code == 503 and refused.json()["status"]["reason"] == "STATE_STORE_UNAVAILABLE"
+            with load.paused():
+                redis.start()  # the same port, the same append-only file
+                # In flight: each request served and not yet completed, none lost (Redis had
+                # acknowledged it). Redis applies a call, then replies once its append-only file
+                # has it: killed in between, the call was applied but the caller got a 503. So
+                # one less per completion refused, one more per route refused.
+                open_, store = load.open(), state(rp)["store"]
+                assert len(open_) >= LOAD_USERS * _LLMLoad.KEEP_OPEN
+                maybe_done = sum(load.completions[p][-1] == 503 for p in open_ if p in load.completions)
+                assert len(open_) - maybe_done <= sum(store["in_flight"].values()) <= len(open_) + load.seen(503), (
+                    len(open_), maybe_done, store)
+            served_before = load.seen(200)
+            if limits:  # every user to its limit: a Redis that forgot the admissions before would serve more
+                wait_until(lambda: all(any(s == 429 for _, s in list(calls)) for calls in load.routes.values()),
+                           timeout=30, what="every user refused 429 once Redis is back")
+            else:
+                wait_until(lambda: load.seen(200) >= served_before + 30, timeout=30,
+                           what="routing again once Redis is back")
+        statuses = {s for calls in load.routes.values() for _, s in calls}
+        assert statuses <= {200, 429, 503}, statuses  # never a 500, never a reset
+        assert {s for done in load.completions.values() for s in done} <= {200, 503}
+        # And once the load is over, the same (this time with the completions of after the restart)
+        open_, store = load.open(), state(rp)["store"]
+        maybe_done = sum(load.completions[p][-1] == 503 for p in open_ if p in load.completions)
+        assert len(open_) - maybe_done <= sum(store["in_flight"].values()) <= len(open_) + load.seen(503), (
+            len(open_), maybe_done, store)
+        down = requests.post(rp.url + "/route", json=_chat("probe", "probe")[0], timeout=10)
+        assert down.status_code == 200, down.text
+        # The completions refused during the outage, and one for each route refused (a route
+        # Redis counted just before it died, whose reply was lost): a completion for a request
+        # never counted changes nothing, so the ledger must come back to exactly 0.
+        unacknowledged = open_ + [p for calls in load.routes.values() for p, s in calls if s == 503] + ["probe"]
+        for puid in unacknowledged:
+            assert _complete(rp, puid).status_code == 200
+        store = state(rp)["store"]
+        assert store["up"] is True and store["in_flight"] == {"a": 0, "b": 0}, store
+        with redis.client() as client:
+            assert client.hlen("seldon-router:{kill-ns}:inflight") == 0
+            assert all(client.zcard(f"seldon-router:{{kill-ns}}:inflight:pod:{p}") == 0 for p in "ab")
+        if limits:
+            for user, calls in load.routes.items():
+                served = sum(s == 200 for _, s in calls)
+                refused_by_store = sum(s == 503 for _, s in calls)
+                assert served <= RPM, (user, served)  # the admissions before the kill were kept
+                if any(s == 429 for _, s in calls):  # reached the limit: every admission is one served,
+                    assert served >= RPM - refused_by_store, (user, served, refused_by_store)  # or lost to a 503
+    finally:
+        rp.stop()
