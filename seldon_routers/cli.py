@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
                         "/route. Empty: off (default: $SELDON_ROUTER_PATH_HEADER or x-envoy-original-path)")
     s.add_argument("--graceful-timeout", type=float, default=25.0, metavar="SECONDS",
                    help="how long SIGTERM waits for in-flight calls (default 25)")
+    s.add_argument("--read-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="a client's time to send a whole request: slow headers close the connection, a slow "
+                        "body is a 408; gRPC: the time to finish the HTTP/2 handshake (default 30)")
     s.add_argument("--log-level", default=os.environ.get("SELDON_LOG_LEVEL", "info").lower(),
                    choices=["debug", "info", "warning", "error"],
                    help="default: $SELDON_LOG_LEVEL or info")
@@ -85,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     # Set by the supervisor on the workers it starts (server/workers.py), not by users.
     s.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     s.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+    a = s.add_argument_group("admin (docs/security.md)")
+    a.add_argument("--admin-token-file", default=None, metavar="FILE",
+                   help="turns on POST /admin/... actions, with this bearer token (re-read when the file changes; "
+                        "or set $SELDON_ROUTER_ADMIN_TOKEN); off by default")
+    a.add_argument("--restrict-state", action="store_true", help="GET /state needs the admin token too (default: open, as Seldon serves its endpoints)")
     st = s.add_argument_group("state (docs/state.md)")
     st.add_argument("--state", default=None, metavar="STORE",
                     help="memory, file:PATH or redis://host:port/db (default: $SELDON_ROUTER_STATE or memory)")
@@ -112,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     g.add_argument("--graceful-timeout", type=float, default=25.0, metavar="SECONDS",
                    help="on SIGTERM, how long answers in flight may take to finish (default 25)")
+    g.add_argument("--read-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="a client's time to send a whole request: slow headers close the connection, "
+                        "a slow body is a 408 (default 30)")
     _simulate_parser(sub)
     from .graph import cli as graph_cli  # argparse only; the runner's stack loads when it runs
 
@@ -220,6 +231,7 @@ def serve(args) -> int:
         raise ConfigError(f"serving needs the server extra ({exc}): pip install 'seldon-routers[server]'") from None
 
     workers = _workers(args)
+    admin_token = _admin_token(args, workers)
     if workers > 1:  # checked first: the supervisor builds no router, its workers do
         store = _store(args)
         if not store.shared:
@@ -235,6 +247,7 @@ def serve(args) -> int:
         metrics_path=os.environ.get("PREDICTIVE_UNIT_METRICS_ENDPOINT", "/metrics"),
         graceful_timeout=args.graceful_timeout,
         log_level=args.log_level,
+        read_timeout=number(args.read_timeout, "--read-timeout", 0, lo_open=True),
     )
     if args.max_body_size is not None:
         settings.max_body_size = positive_int(args.max_body_size, "--max-body-size")
@@ -257,8 +270,26 @@ def serve(args) -> int:
 
         settings.reuse_port, settings.serve_metrics = True, False
         link = WorkerLink(args.worker_index, args.ready_fd)
-    run(DataPlane(router, unit_id, name, args.max_in_flight, store=store), settings, link)
+    dp = DataPlane(router, unit_id, name, args.max_in_flight, store=store)
+    if admin_token is not None:
+        from .server.admin import Admin
+
+        dp.admin = Admin(admin_token, lambda: params.build(cls, _router_params(args)), args.restrict_state)
+    run(dp, settings, link)
     return 0
+
+
+def _admin_token(args, workers: int):
+    """The admin token (None: admin actions off), checked before anything starts."""
+    from .server.admin import TOKEN_ENV, token_from
+
+    token = token_from(args.admin_token_file)
+    if token is None and args.restrict_state:
+        raise ConfigError(f"--restrict-state: needs the admin token (--admin-token-file or ${TOKEN_ENV})")
+    if token is not None and workers > 1:
+        raise ConfigError(f"--admin-token-file/${TOKEN_ENV}: admin actions change one process's router, and with "
+                          f"--workers {workers} a call reaches one worker; run one worker per replica to use them")
+    return token
 
 
 def _path_header(args) -> str:
@@ -302,7 +333,8 @@ def gateway(args) -> int:
 
     settings = Settings(host=args.host if args.host is not None else cfg.host,
                         http_port=args.port if args.port is not None else cfg.port,
-                        graceful_timeout=args.graceful_timeout, log_level=args.log_level)
+                        graceful_timeout=args.graceful_timeout, log_level=args.log_level,
+                        read_timeout=number(args.read_timeout, "--read-timeout", 0, lo_open=True))
     gateway_app.run(cfg, settings)
     return 0
 

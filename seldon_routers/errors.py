@@ -73,6 +73,28 @@ class PayloadTooLarge(RouterError):
     reason = "PAYLOAD_TOO_LARGE"
 
 
+class RequestTimeout(RouterError):
+    """The client did not send its whole request within the read timeout (--read-timeout):
+    408, and the connection closes (the rest of a slow body is not worth reading)."""
+
+    http_status = 408
+    grpc_code = "DEADLINE_EXCEEDED"
+    reason = "REQUEST_TIMEOUT"
+    headers = {"Connection": "close"}
+
+
+class HeadersTooLarge(RouterError):
+    """A request line and headers over the server's limit (uvicorn's httptools keeps any
+    amount in memory): 431, and the connection closes. OpenAI's error object too, since the
+    gateway's server refuses it before any app (REST or gateway) sees the request."""
+
+    http_status = 431
+    grpc_code = "RESOURCE_EXHAUSTED"
+    reason = "HEADERS_TOO_LARGE"
+    headers = {"Connection": "close"}
+    openai_error = ("invalid_request_error", "request_headers_too_large")
+
+
 class TooManyRequests(RouterError):
     """More requests in flight than the server was configured to accept."""
 
@@ -113,6 +135,23 @@ class NoCapacity(RouterError):
         self.http_status = http_status
         self.grpc_code = "RESOURCE_EXHAUSTED" if http_status == 429 else "UNAVAILABLE"
         self.headers = headers or {}
+
+
+class Unauthorized(RouterError):
+    """An admin action (or a restricted /state) without the right bearer token."""
+
+    http_status = 401
+    grpc_code = "UNAUTHENTICATED"
+    reason = "UNAUTHORIZED"
+    headers = {"WWW-Authenticate": 'Bearer realm="seldon-router admin"'}
+
+
+class Conflict(RouterError):
+    """An admin action this router, or its state store, cannot take."""
+
+    http_status = 409
+    grpc_code = "FAILED_PRECONDITION"
+    reason = "CONFLICT"
 
 
 class NotReady(RouterError):

@@ -21,12 +21,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import params, registry
 from ..codec import replies
-from ..errors import BadRequest, ConfigError, MethodNotAllowed, NotFound, NotReady, RouterError
+from ..errors import QUOTE_LIMIT, BadRequest, ConfigError, MethodNotAllowed, NotFound, NotReady, RouterError, clip, quote
 from ..request import Headers
 from ..server.app import Settings, _uvicorn, listen_socket
 from ..server.dataplane import DataPlane
 from ..server.pod_watcher import start_for
-from ..server.rest import DEFAULT_MAX_BODY, read_body
+from ..server.rest import DEFAULT_MAX_BODY, DEFAULT_READ_TIMEOUT, read_body, read_deadline
 from ..state import StoreOptions, open_store
 from . import sse
 from .config import Config
@@ -39,6 +39,10 @@ requests_log = logging.getLogger("seldon_routers.gateway.requests")
 COMPLETIONS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 WATCH_AFTER = 0.05  # seconds into a request before the client's leaving is watched for
 JSON = [(b"content-type", b"application/json")]
+# Model names a client made up (not in the config) that still get a `model` label of their
+# own; past these, or past MAX_LABEL_CHARS, "other": each name is a series kept for good.
+MAX_MODEL_LABELS = 100
+MAX_LABEL_CHARS = 128
 
 
 def build_router(cfg: Config):
@@ -58,8 +62,10 @@ def build_router(cfg: Config):
 
 
 class Gateway:
-    def __init__(self, cfg: Config, dp: DataPlane, max_body_size: int = DEFAULT_MAX_BODY):
+    def __init__(self, cfg: Config, dp: DataPlane, max_body_size: int = DEFAULT_MAX_BODY,
+                 read_timeout: float = DEFAULT_READ_TIMEOUT):
         self.cfg, self.dp = cfg, dp
+        self.read_timeout = read_timeout
         self.urls = [p["url"].rstrip("/") for p in cfg.pods]
         self.names = [str(p.get("name") or f"pod-{i}") for i, p in enumerate(cfg.pods)]
         self.max_body_size = max_body_size
@@ -71,6 +77,19 @@ class Gateway:
         self.watcher = start_for(dp.router)
         self.background: set = set()
         self._sessions: dict = {}
+        self._labels = set(cfg.models) | {m for p in cfg.pods for m in (p.get("models") or ())}
+        self._max_labels = len(self._labels) + MAX_MODEL_LABELS
+
+    def label(self, model) -> str:
+        """A request's `model` label, bounded: three requests naming 1 MB models made /metrics
+        50 MB, for good."""
+        if model is None:
+            return ""
+        if model not in self._labels:
+            if len(self._labels) >= self._max_labels or len(model) > MAX_LABEL_CHARS:
+                return "other"
+            self._labels.add(model)
+        return model
 
     def session(self, url: str) -> aiohttp.ClientSession:
         """One pool of keep-alive connections per pod."""
@@ -153,7 +172,7 @@ class Gateway:
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = value
-        raw = await read_body(receive, declared, self.max_body_size)
+        raw = await read_body(receive, declared, self.max_body_size, read_deadline(scope, self.read_timeout))
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -217,7 +236,7 @@ class Gateway:
             if attempt is not None:
                 await self.forward.release(attempt, usage)
             seconds = time.perf_counter() - started
-            self.metrics.ended(pod, model or "", status, ttft, seconds, usage)
+            self.metrics.ended(pod, self.label(model), status, ttft, seconds, usage)
             if self._logging():
                 record.update(status=status, ttft_ms=None if ttft is None else round(ttft * 1000, 2),
                               duration_ms=round(seconds * 1000, 2),
@@ -227,7 +246,7 @@ class Gateway:
 
     def _unanswered(self, model, stream: bool, user, status: int, reason: str, started: float) -> None:
         seconds = time.perf_counter() - started
-        self.metrics.unanswered(model or "", status, seconds)
+        self.metrics.unanswered(self.label(model), status, seconds)
         self._log({"model": model, "pod": None, "stream": stream, "user": user, "status": status,
                    "error": reason, "duration_ms": round(seconds * 1000, 2)})
 
@@ -237,6 +256,10 @@ class Gateway:
 
     def _log(self, record: dict) -> None:
         if self._logging():
+            for key in ("model", "user"):  # the client's values: a line stays a line, not a 1 MB copy
+                value = record.get(key)
+                if value is not None and not (isinstance(value, str) and len(value) <= QUOTE_LIMIT):
+                    record[key] = clip(value) if isinstance(value, str) else quote(value)
             requests_log.info("%s", orjson.dumps(record).decode())
 
     async def _stream(self, resp, send, out: list, strip: bool, started: float, watch: "_Gone"):
@@ -328,7 +351,7 @@ async def serve(cfg: Config, settings: Settings) -> None:
     router = build_router(cfg)
     store = open_store(cfg.state, StoreOptions())
     dp = DataPlane(router, "gateway", registry.builtin_name(type(router)) or cfg.router, store=store)
-    gateway = Gateway(cfg, dp, settings.max_body_size)
+    gateway = Gateway(cfg, dp, settings.max_body_size, settings.read_timeout)
     sock = listen_socket(settings.host, settings.http_port, "port")
     server = _uvicorn(gateway, settings.host, settings.http_port, settings)
     loop = asyncio.get_running_loop()

@@ -49,25 +49,40 @@ class ABTest(Router):
             n_branches = len(parsed)
         self.branch_names = children(n_branches, branch_names)
         self.n_children = len(self.branch_names)
-        self.choice = WeightedChoice(range(self.n_children), parsed)
-        self.weights = self.choice.weights
+        self._use(WeightedChoice(range(self.n_children), parsed))
         self.sticky = None if sticky_key is None else StickyKey(sticky_key)
         self.sticky_salt = "ab-test:" + ":".join(self.branch_names) if sticky_salt is None else sticky_salt
         self.seed = optional(integer, seed, "seed")
         self.rng = np.random.default_rng(self.seed)
+
+    def _use(self, choice: WeightedChoice) -> None:
         # Ready-made tags per child (never mutated): the draw is the only per-request work.
-        self._tags = [{"route": i, "branch": name, "propensity": w}
-                      for i, (name, w) in enumerate(zip(self.branch_names, self.weights))]
-        self._sticky_tags = [{**tags, "sticky": True} for tags in self._tags]
+        # One tuple, swapped whole, so a route during set_weights reads old or new, never a mix.
+        tags = [{"route": i, "branch": name, "propensity": w}
+                for i, (name, w) in enumerate(zip(self.branch_names, choice.weights))]
+        self._routing = (choice, tags, [{**t, "sticky": True} for t in tags])
+        self.choice, self.weights = choice, choice.weights
+
+    def set_weights(self, weights) -> None:
+        """New weights, as the `weights` parameter takes them, or {branch: weight} with every
+        branch named (an admin action: docs/security.md). Checked whole before any change."""
+        if isinstance(weights, dict):
+            unknown = sorted(set(map(str, weights)) - set(self.branch_names))
+            if unknown or len(weights) != self.n_children:
+                raise ConfigError(f"weights: name every branch once ({', '.join(self.branch_names)}), "
+                                  f"got {', '.join(map(str, weights)) or 'none'}")
+            weights = [weights[name] for name in self.branch_names]
+        self._use(WeightedChoice(range(self.n_children), items(weights, "weights", float)))
 
     def decide(self, request: Request) -> Decision:
+        choice, tags, sticky_tags = self._routing
         if self.sticky is not None:
             u = self.sticky.fraction(request, self.sticky_salt)
             if u is not None:
-                child = self.choice.pick(u)
-                return Decision(child, self._sticky_tags[child])
-        child = self.choice.pick(self.rng.random())
-        return Decision(child, self._tags[child])
+                child = choice.pick(u)
+                return Decision(child, sticky_tags[child])
+        child = choice.pick(self.rng.random())
+        return Decision(child, tags[child])
 
     def state(self) -> dict:
         out = {"weights": dict(zip(self.branch_names, self.weights))}

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 
 import uvicorn
 from prometheus_client import make_asgi_app
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ..errors import ConfigError
+from ..codec import replies
+from ..errors import ConfigError, HeadersTooLarge
 from .dataplane import DataPlane
 from .forwarded import DEFAULT_PATH_HEADER
 from .pod_watcher import unwatch, watch_pods
-from .rest import DEFAULT_MAX_BODY, RestApp
+from .rest import DEFAULT_MAX_BODY, DEFAULT_READ_TIMEOUT, READ_DEADLINE, RestApp
 
 log = logging.getLogger("seldon_routers")
 
@@ -50,6 +52,7 @@ class Settings:
     metrics_port: int = 6000
     metrics_path: str = "/metrics"
     max_body_size: int = DEFAULT_MAX_BODY
+    read_timeout: float = DEFAULT_READ_TIMEOUT  # seconds for a whole request, headers and body
     graceful_timeout: float = 25.0  # under Kubernetes' default 30 s termination grace
     log_level: str = "info"
     path_header: str = DEFAULT_PATH_HEADER  # the client's original path, from a gateway ("": off)
@@ -77,6 +80,96 @@ def listen_socket(host: str, port: int, flag: str, reuse_port: bool = False) -> 
     return sock
 
 
+# A request line and headers beyond this many bytes are a 431 (Envoy's default is 60 KiB,
+# gRPC's metadata limit 8 KiB): httptools itself would keep any amount in memory.
+MAX_HEAD_BYTES = 64 * 1024
+
+
+class _HeadTooLarge(Exception):
+    """Raised in a parser callback: httptools stops parsing, uvicorn calls send_400_response."""
+
+
+class _ReadBounded(HttpToolsProtocol):
+    """uvicorn's httptools protocol with what uvicorn lacks, bounds on reading each request.
+    Time: `read_timeout` seconds from the connection (its first request) or from the
+    request's first byte (the next ones on a keep-alive connection). Headers not all in by
+    then: the connection closes. The body: the app answers 408 at the same deadline (it gets
+    it in the scope, rest.READ_DEADLINE), then the connection closes. Size: a request line
+    and headers over MAX_HEAD_BYTES are a 431, and the connection closes."""
+
+    read_timeout = DEFAULT_READ_TIMEOUT
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._read_timer = None
+        self._headers_in = False
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._read_timer is None:
+            self._deadline = self.loop.time() + self.read_timeout
+            self._read_timer = self.loop.call_at(self._deadline, self._read_timed_out)
+
+    def _disarm(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._headers_in = False
+        self._head_bytes = 0
+        self._arm()  # (the first request keeps the deadline its connection got)
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)  # with ": " and CRLF
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise _HeadTooLarge()
+
+    def send_400_response(self, msg: str) -> None:
+        if getattr(self, "_head_bytes", 0) <= MAX_HEAD_BYTES:
+            return super().send_400_response(msg)
+        exc = HeadersTooLarge(f"request line and headers: over the limit of {MAX_HEAD_BYTES} bytes")
+        _, body, _ = replies.error_reply(exc)
+        self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+                             b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        self._headers_in = True
+        self.scope[READ_DEADLINE] = self._deadline
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        cycle = self.cycle
+        if not self._headers_in or cycle is None or cycle.response_complete:
+            # headers still trickling in, or an answered request whose body still does
+            self.transport.close()
+        else:  # the app is reading the body: it answers 408, and the connection closes after
+            cycle.keep_alive = False
+
+
+def _read_bounded(read_timeout: float) -> type:
+    return type("ReadBoundedHttpTools", (_ReadBounded,), {"read_timeout": read_timeout})
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: this module owns shutdown for all three."""
 
@@ -88,7 +181,8 @@ class _Server(uvicorn.Server):
 def _uvicorn(app, host: str, port: int, settings: Settings) -> _Server:
     # log_config=None: uvicorn's records go to the root handler `seldon-router` configures
     # (one format, and a worker's prefix), not to handlers of uvicorn's own as well.
-    config = uvicorn.Config(app, host=host, port=port, http="httptools", lifespan="off", log_config=None,
+    config = uvicorn.Config(app, host=host, port=port, http=_read_bounded(settings.read_timeout),
+                            lifespan="off", log_config=None,
                             access_log=False, log_level=settings.log_level, server_header=False,
                             date_header=False, timeout_graceful_shutdown=settings.graceful_timeout,
                             backlog=2048)
@@ -107,6 +201,24 @@ def metrics_app(registry, path: str):
         await inner(scope, receive, send)
 
     return app
+
+
+DRAIN_SETTLE = 0.5  # seconds a stopping server still serves gRPC: calls already sent arrive and run
+
+
+async def _drain_grpc(grpc_server, dp: DataPlane, grace: float) -> None:
+    """grpc.aio's stop() cancels the calls it has received but not yet handed to a handler
+    (the client sees CANCELLED, which it does not retry). So serve on for a moment, then
+    refuse new calls (UNAVAILABLE, which clients retry elsewhere) until the running ones
+    end, and stop only then, within `grace` in all."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    await asyncio.sleep(min(DRAIN_SETTLE, grace))
+    dp.draining = True
+    while dp.in_flight and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # what grpc core had queued reaches a handler, and is refused
+    await grpc_server.stop(max(deadline - loop.time(), 0.0))
 
 
 async def serve(dp: DataPlane, settings: Settings, link=None) -> None:
@@ -129,7 +241,7 @@ async def serve(dp: DataPlane, settings: Settings, link=None) -> None:
             sockets.append(listen_socket(settings.host, settings.metrics_port, "--metrics-port"))
         grpc_server, health = await grpc_transport.start(dp, settings.host, settings.grpc_port,
                                                          settings.max_body_size, settings.reuse_port,
-                                                         settings.path_header)
+                                                         settings.path_header, settings.read_timeout)
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -137,8 +249,8 @@ async def serve(dp: DataPlane, settings: Settings, link=None) -> None:
         if load_first:
             await dp.stop()
         raise
-    servers = [_uvicorn(RestApp(dp, settings.max_body_size, settings.path_header), settings.host,
-                        settings.http_port, settings)]
+    servers = [_uvicorn(RestApp(dp, settings.max_body_size, settings.path_header, settings.read_timeout),
+                        settings.host, settings.http_port, settings)]
     if settings.serve_metrics:
         servers.append(_uvicorn(metrics_app(dp.metrics.registry, settings.metrics_path), settings.host,
                                 settings.metrics_port, settings))
@@ -154,7 +266,7 @@ async def serve(dp: DataPlane, settings: Settings, link=None) -> None:
         await grpc_transport.set_serving(health, False)
         for server in servers:
             server.should_exit = True
-        await grpc_server.stop(settings.graceful_timeout)
+        await _drain_grpc(grpc_server, dp, settings.graceful_timeout)
 
     _quiet_filter()
 

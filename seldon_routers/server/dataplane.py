@@ -34,23 +34,41 @@ class DataPlane:
         self.name = router_name or self.router.describe()
         self.max_in_flight = max_in_flight
         self.metrics = metrics or Metrics()
-        self.ready = False
+        self.ready = False  # what /ready says: loaded, and not shutting down
+        self.loaded = False
         self.in_flight = 0
+        self.admin = None  # server/admin.py's Admin, when admin actions are on
+        # Shutting down (server/app.py): not ready at once, calls served a moment more, then
+        # refused (503 / UNAVAILABLE) while the last ones drain.
+        self.draining = False
         self._proto_replies = replies.ProtoRouteReplies()
+        self._hooks()
+        self.router.register_metrics(self.metrics)  # a router's own Prometheus metrics, in this unit's registry
+
+    def _hooks(self) -> None:
         # Hooks that cost a call per request only when the router writes them.
         self._has_tags = self.router.has_hook("tags")
         self._has_metrics = self.router.has_hook("metrics")
-        self.router.register_metrics(self.metrics)  # a router's own Prometheus metrics, in this unit's registry
+
+    def replace_router(self, router: Any) -> None:
+        """A reloaded router in place of this one (admin reload-config), loaded first; the
+        calls in flight finish on the old one."""
+        new = as_router(router)
+        new.load()
+        old, self.router = self.router, new
+        self._hooks()
+        self.store.router = new
+        old.close()
 
     def load(self) -> None:
         self.router.load()
-        self.ready = True
+        self.ready = self.loaded = True
 
     async def start(self) -> None:
         """Load the router (in a thread: /live answers meanwhile), then its state."""
         await asyncio.get_running_loop().run_in_executor(None, self.router.load)
         await self.store.start(self.router, self.metrics, self.unit_id)
-        self.ready = True
+        self.ready = self.loaded = True
 
     async def stop(self) -> None:
         """After the last call drained: the store's final snapshot or flush, then the router's close()."""
@@ -155,14 +173,16 @@ class DataPlane:
     # --- transport entry points: raw in, raw out -----------------------------------------
 
     def _admit(self) -> None:
+        if self.draining:
+            raise NotReady("shutting down: retry on another replica")
         if self.max_in_flight and self.in_flight >= self.max_in_flight:
             raise TooManyRequests(f"more than {self.max_in_flight} requests in flight; retry later")
 
     async def serve(self, endpoint: str, transport: str, decoded, act, encode):
         """Runs one call: admission, timing, error counting. `decoded` is a thunk that
         decodes the input, `act` the dataplane step, `encode` makes the reply."""
-        if not self.ready:
-            raise NotReady(f"router {self.name} is not ready (loading or shutting down)")
+        if not self.loaded:
+            raise NotReady(f"router {self.name} is not ready (loading)")
         self._admit()
         self.in_flight += 1
         start = time.perf_counter()

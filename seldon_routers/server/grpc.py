@@ -92,13 +92,16 @@ def handlers(dp: DataPlane, path_header: str = forwarded.DEFAULT_PATH_HEADER) ->
 
 
 async def start(dp: DataPlane, host: str, port: int, max_message: int, reuse_port: bool = False,
-                path_header: str = forwarded.DEFAULT_PATH_HEADER):
+                path_header: str = forwarded.DEFAULT_PATH_HEADER, read_timeout: float = 30.0):
     """Starts the gRPC server; returns (server, health servicer). Without reuse_port (one
     process) a port in use is an error; with it (workers) the kernel balances connections
     across the workers listening on the port."""
     # The limit bounds requests only, as over REST: a reply (say, with large tags) may exceed it.
+    # The handshake timeout (grpc's default 120 s) drops a connection that has not sent
+    # HTTP/2's preface and SETTINGS within --read-timeout, as REST drops slow headers.
     options = [("grpc.max_receive_message_length", max_message),
-               ("grpc.so_reuseport", 1 if reuse_port else 0)]
+               ("grpc.so_reuseport", 1 if reuse_port else 0),
+               ("grpc.server_handshake_timeout_ms", max(1, int(read_timeout * 1000)))]
     server = grpc.aio.server(options=options)
     server.add_generic_rpc_handlers(handlers(dp, path_header))
     health_servicer = health.aio.HealthServicer()

@@ -7,6 +7,7 @@ HEAD is answered wherever GET is, OPTIONS on every endpoint (200, with `Allow`).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -15,7 +16,7 @@ from urllib.parse import parse_qs
 
 
 from ..codec import from_json, replies
-from ..errors import MethodNotAllowed, NotFound, NotReady, PayloadTooLarge, RouterError
+from ..errors import BadRequest, MethodNotAllowed, NotFound, NotReady, PayloadTooLarge, RequestTimeout, RouterError
 from ..request import Headers
 from . import forwarded, unit_calls
 from .dataplane import DataPlane
@@ -23,6 +24,13 @@ from .dataplane import DataPlane
 JSON = "application/json"
 _TYPES = {JSON: b"application/json", "text/plain": b"text/plain"}
 DEFAULT_MAX_BODY = 16 * 1024 * 1024  # bytes; gRPC's receive limit is set to the same
+# Seconds a client has to send a whole request, headers and body (--read-timeout): far more
+# than any real client needs on a slow link for 16 MiB (~0.5 MB/s), short enough that a client
+# trickling a byte at a time cannot hold a connection for long.
+DEFAULT_READ_TIMEOUT = 30.0
+# The scope key the server's protocol (server/app.py) puts each request's read deadline in
+# (the event loop's clock): the body must arrive by then, counted from the request's start.
+READ_DEADLINE = "seldon_routers.read_deadline"
 
 
 @dataclass
@@ -109,10 +117,19 @@ async def _metadata(dp, call):
 
 
 async def _state(dp, call):
+    if dp.admin is not None and dp.admin.restrict_state:
+        dp.admin.authorize(call.headers, "GET /state")
     refresh = getattr(dp.store, "refresh", None)  # a shared store's counts (LLM in-flight), read now
     if refresh is not None:
         await refresh()
     return 200, JSON, dp.state_json()
+
+
+async def _admin(dp: DataPlane, call: Call):
+    if dp.admin is None:
+        raise NotFound(f"no endpoint {call.path}: admin actions are off (docs/security.md: --admin-token-file)")
+    action = call.path[len("/admin"):].strip("/")
+    return 200, JSON, await dp.admin.call(dp, action, call.method, call.headers, call.body)
 
 
 _PREDICT = ({"POST"}, _predict)
@@ -173,6 +190,8 @@ async def handle(dp: DataPlane, call: Call) -> tuple[int, str, bytes, list]:
 
 async def _dispatch(dp: DataPlane, call: Call) -> tuple[int, str, bytes]:
     entry = _entry(call.path)
+    if entry is None and (call.path == "/admin" or call.path.startswith("/admin/")):
+        return await _admin(dp, call)
     if entry is None:
         raise NotFound(f"no endpoint {call.path}; see /route, /send-feedback, /health/ping")
     methods, handler = entry
@@ -187,9 +206,10 @@ class RestApp:
     """The ASGI application: reads the body (bounded), calls `handle`, writes the reply."""
 
     def __init__(self, dp: DataPlane, max_body_size: int = DEFAULT_MAX_BODY,
-                 path_header: str = forwarded.DEFAULT_PATH_HEADER):
+                 path_header: str = forwarded.DEFAULT_PATH_HEADER, read_timeout: float = DEFAULT_READ_TIMEOUT):
         self.dp = dp
         self.max_body_size = max_body_size
+        self.read_timeout = read_timeout
         self.path_header = forwarded.header_name(path_header, "path_header")
         self._path_header = self.path_header.encode("latin-1") if self.path_header else None
 
@@ -210,11 +230,12 @@ class RestApp:
         raw_query = scope["query_string"]
         query = parse_query(raw_query.decode("latin-1")) if raw_query else {}
         try:
-            body = await self._body(content_length, receive)
+            body = await read_body(receive, content_length, self.max_body_size,
+                                   read_deadline(scope, self.read_timeout))
             call = Call(scope["method"], scope["path"], body, content_type.decode("latin-1"),
                         Headers(scope["headers"]), query, original, self.path_header)
             status, content_type, reply, extra = await handle(self.dp, call)
-        except PayloadTooLarge as exc:
+        except RouterError as exc:  # the body's: too large, too slow, cut short (handle() answers the rest)
             (status, reply, extra), content_type = replies.error_reply(exc), JSON
         headers = [(b"content-type", _TYPES.get(content_type) or content_type.encode()),
                    (b"content-length", str(len(reply)).encode())]
@@ -226,14 +247,53 @@ class RestApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": reply})
 
-    async def _body(self, declared: bytes, receive) -> bytes:
-        return await read_body(receive, declared, self.max_body_size)
+
+def read_deadline(scope, timeout: float) -> float | None:
+    """When (the loop's clock) this request's body must have arrived by: the deadline the
+    server's protocol set at the request's start, else `timeout` from now (another ASGI
+    server); None: no bound (timeout 0)."""
+    deadline = scope.get(READ_DEADLINE)
+    if deadline is None and timeout:
+        deadline = asyncio.get_running_loop().time() + timeout
+    return deadline
 
 
-async def read_body(receive, declared: bytes, limit: int) -> bytes:
-    """An ASGI request's whole body, refused (413) past `limit` bytes, declared or read."""
+async def read_body(receive, declared: bytes, limit: int, deadline: float | None = None) -> bytes:
+    """An ASGI request's whole body, refused (413) past `limit` bytes, declared or read, and
+    (408) when it has not all arrived by `deadline` (the loop's clock)."""
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body: {int(declared)} bytes is over the limit of {limit}")
+    if deadline is None:
+        return await _read(receive, limit)
+    return await _by(deadline, _read(receive, limit))
+
+
+async def _by(deadline: float, coro):
+    """`coro`'s result, or RequestTimeout once the loop's clock passes `deadline`. A timer
+    that cancels this task, not asyncio.wait_for: no task per request (and 3.9 has no
+    asyncio.timeout). The cancel always lands inside the `await` below: the timer is
+    cancelled before anything else runs."""
+    task = asyncio.current_task()
+    expired = []
+
+    def expire():
+        expired.append(True)
+        task.cancel()
+
+    timer = asyncio.get_running_loop().call_at(deadline, expire)
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if not expired:
+            raise
+        if hasattr(task, "uncancel"):  # 3.11+: this cancel is handled, the task is not cancelling
+            task.uncancel()
+        raise RequestTimeout("body: not received within the read timeout (--read-timeout)") from None
+    finally:
+        timer.cancel()
+
+
+async def _read(receive, limit: int) -> bytes:
     message = await receive()
     body = message.get("body", b"")
     if not message.get("more_body", False):  # the usual case: the whole body at once
@@ -243,8 +303,8 @@ async def read_body(receive, declared: bytes, limit: int) -> bytes:
     chunks, size, more = [body], len(body), True
     while more:
         message = await receive()
-        if message["type"] == "http.disconnect":
-            break
+        if message["type"] == "http.disconnect":  # a part is no request: nothing may act on it
+            raise BadRequest("body: the client closed the connection before sending all of it")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

@@ -43,6 +43,9 @@ class Store:
     async def committed(self) -> None:
         """Return once the feedbacks applied so far are as durable as this store makes them."""
 
+    async def persist(self) -> None:
+        """Make the router's state as it is now durable (an admin action's change)."""
+
     def healthy(self) -> bool:
         return True
 

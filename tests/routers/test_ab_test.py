@@ -76,6 +76,22 @@ def test_state_shows_the_weights_by_name():
     assert ABTest(weights="1:1", branch_names="a:b").state() == {"weights": {"a": 0.5, "b": 0.5}}
 
 
+def test_set_weights_changes_the_split_and_the_tags_and_a_bad_one_changes_nothing():
+    router = ABTest(branch_names="a:b:c", seed=1)
+    router.set_weights({"c": 1, "a": 0, "b": 0})
+    decisions = [router.decide(Request()) for _ in range(50)]
+    assert {d.child for d in decisions} == {2} and decisions[0].tags["propensity"] == 1.0
+    router.set_weights("1:1:0")
+    assert router.state() == {"weights": {"a": 0.5, "b": 0.5, "c": 0.0}}
+    for bad, match in (([1, 2], "weights: 2 weights for 3 children"), ({"a": 1, "b": 1}, "name every branch"),
+                       ({"a": 1, "b": 1, "d": 1}, "name every branch"), ([0, 0, 0], "weights"),
+                       ([1, -1, 1], "weights"), ("x:y:z", "weights: every item must be a float")):
+        with pytest.raises(ConfigError, match=match):
+            router.set_weights(bad)
+    assert router.state() == {"weights": {"a": 0.5, "b": 0.5, "c": 0.0}}
+    assert {router.decide(Request()).child for _ in range(50)} == {0, 1}
+
+
 # --- sticky assignment ----------------------------------------------------------------------
 
 USERS = [f"user-{i}" for i in range(20000)]

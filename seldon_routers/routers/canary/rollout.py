@@ -4,6 +4,7 @@
     Progressing --check passed--> Progressing at the next step weight
     Progressing --failed_checks reaches threshold--> Failed (stable 100%, terminal)
     Promoting --next interval--> Succeeded (candidate 100%, terminal)
+    any phase --an operator's promote / rollback--> Succeeded / Failed
 """
 
 from __future__ import annotations
@@ -125,6 +126,15 @@ class Rollout:
                                                             "failed checks")
         log.info("%s: %s at weight %g: %s", self.label, self.phase, self.weight, why)
         return False
+
+    def decide_now(self, now: float, promote: bool, reason: str) -> bool:
+        """An operator's promotion (candidate 100%) or rollback (stable 100%), from any phase:
+        terminal, as if the analysis had ended so. False when already there."""
+        phase, weight = (SUCCEEDED, 100.0) if promote else (FAILED_PHASE, 0.0)
+        if self.phase == phase:
+            return False
+        self.next_check = math.inf
+        return self._move(now, phase, weight, reason)
 
     def _move(self, now: float, phase: str, weight: float, reason: str) -> bool:
         log.info("%s: %s weight %g -> %s weight %g (failed checks %d): %s", self.label, self.phase, self.weight,

@@ -137,6 +137,21 @@ class Canary(Router):
         if self.rollout.phase != INITIALIZED and self._routing[2] <= self.clock():
             self._advance()
 
+    def promote(self, reason: str = "promoted by an operator") -> bool:
+        """Candidate 100% now (an admin action: docs/security.md); False if already promoted."""
+        return self._decide_now(True, reason)
+
+    def rollback(self, reason: str = "rolled back by an operator") -> bool:
+        """Stable 100% now; False if already rolled back."""
+        return self._decide_now(False, reason)
+
+    def _decide_now(self, promote: bool, reason: str) -> bool:
+        with self.lock:
+            changed = self.rollout.decide_now(self.clock(), promote, reason)
+            if changed:
+                self._rebuild()
+            return changed
+
     # --- feedback ----------------------------------------------------------------------
 
     def _check(self, routing, reward) -> tuple[int, float]:

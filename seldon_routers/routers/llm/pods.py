@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ...errors import ConfigError, UnknownModel
+from ...errors import ConfigError, UnknownModel, quote
 from .._config import read_document
 from .._params import children
 
@@ -122,7 +122,7 @@ class Catalog:
             return self._all
         found = self._index.get(model)
         if found is None and not self._any:
-            raise UnknownModel(f"model: {model!r} is not served here; models: {', '.join(self.models()) or 'none'}")
+            raise UnknownModel(f"model: {quote(model)} is not served here; models: {', '.join(self.models()) or 'none'}")
         if found is None:
             return self._any
         return sorted(set(found) | set(self._any)) if self._any else found

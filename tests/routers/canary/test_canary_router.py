@@ -591,3 +591,18 @@ def test_numpy_rewards_are_numbers():
     r.learn(fb(1, np.int64(1)))
     r.learn(fb(1, np.float32(0.5)))
     assert r.state()["window"]["candidate"]["n"] == 2
+
+
+def test_an_operator_promotes_or_rolls_back_from_any_phase_and_it_is_in_the_history():
+    clock = Clock()
+    router = canary(clock)
+    assert router.promote() is True and router.state()["phase"] == "Succeeded"  # even before any request
+    assert {router.decide(Request()).child for _ in range(30)} == {1}
+    assert router.promote() is False and router.state()["history"][-1]["reason"] == "promoted by an operator"
+    assert router.rollback("latency regression") is True
+    state = router.state()
+    assert (state["phase"], state["weight"], state["history"][-1]["reason"]) == ("Failed", 0.0, "latency regression")
+    assert {router.decide(Request()).child for _ in range(30)} == {0}
+    clock.t += 10 * HOUR  # terminal: no check moves it again
+    feed(router, 1, 50)
+    assert tick(router, clock)["phase"] == "Failed"
