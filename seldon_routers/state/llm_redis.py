@@ -184,9 +184,9 @@ class SharedLLMState:
             await self.client.ping()
         except Exception as exc:
             if self.store.options.fail_fast:
-                raise ConfigError(f"--state {self.store.url}: unreachable at start-up ({exc})") from None
+                raise ConfigError(f"--state {self.store.shown}: unreachable at start-up ({exc})") from None
             log.warning("state store %s unreachable at start-up (%s): LLM routes answer 503 until it is back",
-                        self.store.url, exc)
+                        self.store.shown, exc)
             self.ledger.up = self.limits.up = False
 
     @property

@@ -35,6 +35,18 @@ MAX_BATCH = 2_000  # increments per script call: keeps one call short for Redis'
 NO_PUID_TTL = 3_600  # seconds a random id is kept: long enough for any retry
 
 
+def redacted(url: str) -> str:
+    """The URL with its password (redis://user:PASSWORD@host) shown as ***."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}***@{host}").geturl()
+
+
 def client_for(url: str):
     """The store's Redis client. No retries inside it: the caller retries (the sync loop with
     its own backoff; an LLM route is a 503) and must learn at once, within the 1 s timeouts,
@@ -59,6 +71,7 @@ class RedisStore(Store):
         number(options.sync_interval, "--sync-interval", 0.0, lo_open=True)
         positive_int(options.buffer, "--state-buffer")
         self.url, self.options, self.required = url, options, options.required
+        self.shown = redacted(url)  # what logs and errors say: never the password
         self.namespace = options.namespace
         self._pending: deque = deque()  # (id, ttl, delta), applied locally, not yet in Redis
         self._seq = self._flushed = 0  # increments enqueued / known to be in Redis (or buffered)
@@ -110,7 +123,7 @@ class RedisStore(Store):
             raise
         except Exception as exc:  # unreachable: ConnectionError, TimeoutError, OSError...
             if self.options.fail_fast:
-                raise ConfigError(f"--state {self.url}: unreachable at start-up ({exc}); "
+                raise ConfigError(f"--state {self.shown}: unreachable at start-up ({exc}); "
                                   "without --state-fail-fast the router would start from local state") from None
             self._down(exc)
         self._task = asyncio.ensure_future(self._run())
@@ -129,13 +142,13 @@ class RedisStore(Store):
             if await self._seed(keys=[key, self.keys["stats"]], args=args):
                 if any(any(v) for v in self._last_totals.values()):
                     log.warning("state store %s had lost this unit's state (restarted without persistence?); "
-                                "seeded it again from the sums last read here", self.url)
+                                "seeded it again from the sums last read here", self.shown)
                 return
             stored = {k.decode(): v.decode() for k, v in (await self.client.hgetall(key)).items()}
         for field, mine in self.identity.items():
             if stored.get(field) != mine:
                 raise ConfigError(
-                    f"--state {self.url}: namespace {self.keys['meta']} holds the state of another router "
+                    f"--state {self.shown}: namespace {self.keys['meta']} holds the state of another router "
                     f"({field} {stored.get(field)!r}, this one has {mine!r}); give this unit its own "
                     "--state-namespace, or delete the keys to start over")
 
@@ -158,7 +171,7 @@ class RedisStore(Store):
                 self.metrics.state_refused()
             if self.refused == 1 or self.refused % 1000 == 0:
                 log.error("state store %s unreachable and %d feedbacks buffered (the bound): refusing feedback "
-                          "(%d so far) until it is back", self.url, len(self._pending), self.refused)
+                          "(%d so far) until it is back", self.shown, len(self._pending), self.refused)
             raise StoreUnavailable(f"state store unreachable and {len(self._pending)} feedbacks already buffered; "
                                    "retry later")
 
@@ -260,7 +273,7 @@ class RedisStore(Store):
         if self._routes_base:
             self._routes_base = [float(r) - routes_since.get(i, 0.0) for i, r in enumerate(own.route_counts())]
         if not self.up:
-            log.info("state store %s reachable: %d buffered feedbacks flushed", self.url, len(batch))
+            log.info("state store %s reachable: %d buffered feedbacks flushed", self.shown, len(batch))
         self.up = True
         self.last_sync = time.time()
         self._release()
@@ -272,7 +285,7 @@ class RedisStore(Store):
     def _down(self, exc) -> None:
         if self.up or self.last_sync == 0.0:
             log.warning("state store %s unreachable (%s: %s): routing from the local copy, buffering feedback "
-                        "(up to %d)", self.url, type(exc).__name__, exc, self.options.buffer)
+                        "(up to %d)", self.shown, type(exc).__name__, exc, self.options.buffer)
             self.last_sync = self.last_sync or -1.0
         self.up = False
         self._release(everyone=True)  # acknowledged as buffered
@@ -310,7 +323,7 @@ class RedisStore(Store):
                 await self._sync()
             except Exception as exc:
                 log.error("state store %s unreachable at shutdown: %d feedbacks not flushed are lost (%s)",
-                          self.url, len(self._pending), exc)
+                          self.shown, len(self._pending), exc)
                 break
         self._release(everyone=True)
         await self.client.aclose()

@@ -166,6 +166,19 @@ def test_redis_down_at_start_up(redis_factory, stop_all):
     assert [sums.get(f"pulls.{i}", 0.0) for i in range(3)] == pulls  # flushed once, not once per retry
 
 
+def test_a_password_in_the_redis_url_is_never_printed(redis_factory, stop_all):
+    """Logs and errors name the store as redis://:***@host, whatever they report."""
+    redis = redis_factory(start=False)
+    url = redis.url.replace("redis://", "redis://:hunter2-s3cret@")
+    done = refused(*TS, "--state", url, "--state-fail-fast")
+    assert done.returncode == 2 and "unreachable" in done.stderr and ":***@127.0.0.1" in done.stderr, done.stderr
+    rp = serve(*TS, "--state", url, *SYNC)  # down: it serves, and logs that the store is unreachable
+    stop_all.append(rp)
+    assert route(rp).status_code == 200
+    wait_until(lambda: "unreachable" in rp.output(), what="the outage logged")
+    assert "hunter2-s3cret" not in rp.output() + done.stderr + requests.get(rp.url + "/state", timeout=5).text
+
+
 @pytest.mark.parametrize("persist", [True, False], ids=["redis-keeps-its-data", "redis-restarts-empty"])
 def test_redis_down_mid_run_loses_nothing_and_counts_nothing_twice(redis_factory, stop_all, persist):
     """Redis stops for OUTAGE_SECONDS and comes back on the same port. With persistence
