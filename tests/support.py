@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 import os
 import shutil
+import threading
 import time
 from typing import Callable, Optional, Union
 
@@ -107,3 +108,22 @@ def scrape(source) -> Samples:
         source = r.text
     return Samples({(s.name, frozenset(s.labels.items())): s.value
                     for family in text_string_to_metric_families(source) for s in family.samples})
+
+
+class ClientThreads:
+    """Load from client threads, as a context manager: a subclass sets `self.threads` (daemon
+    threads that run until `self.stop` is set); leaving stops and joins them."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.threads: list = []
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)

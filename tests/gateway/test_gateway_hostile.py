@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 
@@ -18,7 +17,7 @@ import requests
 from gateway_support import MESSAGES, gateway, pods_config, released
 from llm_pod import LLMPod
 from support import wait_until
-from test_hostile_input import BIG, READ_TIMEOUT, SLACK, exchange, read_reply, request_bytes, trickle
+from test_hostile_input import BIG, READ_TIMEOUT, SLACK, exchange, read_reply, request_bytes, trickling
 
 CHAT = "/v1/chat/completions"
 
@@ -130,22 +129,8 @@ def test_an_oversized_request_head_is_431_with_openais_error_or_closed(gw, pod, 
 
 @pytest.fixture()
 def slow_client(gw):
-    started = []
-
-    def start(data: bytes, first: bytes = b""):
-        sock = socket.create_connection(("127.0.0.1", gw.http_port), timeout=30)
-        sock.sendall(first)
-        stop = threading.Event()
-        thread = threading.Thread(target=trickle, args=(sock, data, stop), daemon=True)
-        thread.start()
-        started.append((sock, stop, thread))
-        return sock
-
-    yield start
-    for sock, stop, thread in started:
-        stop.set()
-        thread.join(5)
-        sock.close()
+    with trickling(gw.http_port) as start:
+        yield start
 
 
 def test_a_body_sent_a_byte_at_a_time_is_408_with_openais_error(gw, pod, slow_client):

@@ -43,6 +43,16 @@ def serve(*args: str, attempts: int = 3, env: dict | None = None) -> servers.Rou
     raise AssertionError("unreachable")
 
 
+def varint(n: int) -> bytes:
+    """Protobuf's base-128 varint of n >= 0 (for wire data built by hand)."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 

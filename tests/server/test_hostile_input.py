@@ -7,6 +7,7 @@ and a probe client's route still succeeds meanwhile and afterwards."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import struct
@@ -19,7 +20,7 @@ import requests
 from google.protobuf import json_format
 
 from seldon_routers.proto import prediction_pb2 as pb
-from server_cases import ECHO_UNIT, assert_seldon_error, fb, grpc_call, grpc_error, post_json, serve
+from server_cases import ECHO_UNIT, varint as _varint, assert_seldon_error, fb, grpc_call, grpc_error, post_json, serve
 
 READ_TIMEOUT = 2.0  # seconds: short, so the slow clients' cases end soon
 SLACK = 10.0  # what a loaded machine may add to it: a bound against a hang, not a latency check
@@ -148,15 +149,6 @@ def test_grpc_a_non_finite_reward_is_invalid_argument_and_applies_nothing(rp, ch
     assert state(rp)["applied"] == before
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _message_field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
@@ -264,13 +256,14 @@ def trickle(sock: socket.socket, data: bytes, stop: threading.Event) -> None:
             return
 
 
-@pytest.fixture()
-def slow_client(rp):
-    """Starts a client trickling bytes on a new connection; returns its socket."""
+@contextlib.contextmanager
+def trickling(port: int):
+    """`start(data, first)`: a client on a new connection to `port` that sends `first`, then
+    trickles `data`; returns its socket. All are stopped and closed on leaving."""
     started = []
 
     def start(data: bytes, first: bytes = b""):
-        sock = socket.create_connection(("127.0.0.1", rp.http_port), timeout=30)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         sock.sendall(first)
         stop = threading.Event()
         thread = threading.Thread(target=trickle, args=(sock, data, stop), daemon=True)
@@ -278,11 +271,19 @@ def slow_client(rp):
         started.append((sock, stop, thread))
         return sock
 
-    yield start
-    for sock, stop, thread in started:
-        stop.set()
-        thread.join(5)
-        sock.close()
+    try:
+        yield start
+    finally:
+        for sock, stop, thread in started:
+            stop.set()
+            thread.join(5)
+            sock.close()
+
+
+@pytest.fixture()
+def slow_client(rp):
+    with trickling(rp.http_port) as start:
+        yield start
 
 
 def test_a_body_sent_a_byte_at_a_time_is_408_and_routes_nothing(rp, slow_client):

@@ -16,14 +16,13 @@ import time
 from dataclasses import dataclass
 
 import grpc
-import pytest
 import requests
 
 from redis_server import RedisServer, need_redis
 from seldon_routers.proto import prediction_pb2 as pb
 from server_cases import serve
 from servers import free_port
-from support import wait_until
+from support import ClientThreads, wait_until
 
 UNIT = "eg"
 ROUTER = ("epsilon-greedy", "--unit-id", UNIT, "--param", "n_branches=3", "--param", "seed=1",
@@ -44,24 +43,14 @@ class Call:
     arm: int | None = None
 
 
-class Load:
+class Load(ClientThreads):
     """THREADS clients, each calling route then feedback (to the arm routed) until told to stop."""
 
     def __init__(self, rp):
+        super().__init__()
         self.rp, self.calls, self.lock = rp, [], threading.Lock()
-        self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._rest if i % 2 else self._grpc, daemon=True)
                         for i in range(THREADS)]
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(30)
 
     def answered(self) -> int:
         with self.lock:

@@ -12,7 +12,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server_cases import ECHO_UNIT, grpc_call
+from server_cases import ECHO_UNIT, grpc_call, varint as _varint
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -107,15 +107,6 @@ def test_rest_still_serving_after_fuzz(rest):
 GRPC_METHODS = ["/seldon.protos.Router/Route", "/seldon.protos.Router/SendFeedback",
                 "/seldon.protos.Generic/Route", "/seldon.protos.Model/SendFeedback"]
 SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def _field(number: int, wire: int, payload: bytes) -> bytes:

@@ -19,7 +19,7 @@ from seldon_routers.errors import RateLimited, StoreUnavailable
 from seldon_routers.routers.llm.inflight import InFlight
 from seldon_routers.routers.llm.limits import WINDOW, Policy, RateLimits
 from seldon_routers.state.llm_redis import RedisLedger, RedisLimits, llm_keys
-from support import wait_until
+from support import ClientThreads, wait_until
 
 PODS = ["pod-a", "pod-b", "pod-c"]
 
@@ -372,7 +372,7 @@ def _complete(rp, puid: str):
                          timeout=10)
 
 
-class _LLMLoad:
+class _LLMLoad(ClientThreads):
     """LOAD_USERS threads, each a user routing chats and completing them, KEEP_OPEN behind
     (so requests are in flight whenever Redis dies), until told to stop. Records every
     route's and completion's status code."""
@@ -380,7 +380,8 @@ class _LLMLoad:
     KEEP_OPEN = 2
 
     def __init__(self, rp):
-        self.rp, self.stop = rp, threading.Event()
+        super().__init__()
+        self.rp = rp
         self.routes = {f"u{i}": [] for i in range(LOAD_USERS)}  # (puid, status)
         self.completions: dict = {}  # puid -> [status, ...]
         self.threads = [threading.Thread(target=self._client, args=(user,), daemon=True) for user in self.routes]
@@ -436,15 +437,6 @@ class _LLMLoad:
     def seen(self, status) -> int:
         return sum(s == status for calls in self.routes.values() for _, s in list(calls))
 
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(30)
 
 
 @pytest.mark.parametrize("limits", [(), ("--param", f"rpm={RPM}")], ids=["least-request", "least-request-rpm"])
