@@ -43,6 +43,11 @@ def serve(*args: str, attempts: int = 3, env: dict | None = None) -> servers.Rou
     raise AssertionError("unreachable")
 
 
+def serve_learning(unit: str) -> servers.RouterProcess:
+    """A learning router's process, for the fuzz tests: epsilon-greedy, 3 children, seed 0."""
+    return serve("epsilon-greedy", "--unit-id", unit, "--param", "n_branches=3", "--param", "seed=0")
+
+
 def varint(n: int) -> bytes:
     """Protobuf's base-128 varint of n >= 0 (for wire data built by hand)."""
     out = bytearray()
