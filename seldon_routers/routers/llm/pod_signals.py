@@ -158,6 +158,7 @@ class PodSignals:
             self._pending[call.key] = (pod, record)
             s.in_flight += prompt + generated
             self._purge(now)
+            _trim(s, now)  # here too: only `throughput` reads the window, and it grew without it
 
     def completed(self, pod: int, entry, usage: Optional[dict], key: Optional[str] = None) -> None:
         """A completion: the estimate replaced by the usage, the pod's service times updated."""
@@ -203,12 +204,7 @@ class PodSignals:
         now = self.clock()
         with self._lock:
             s = self._pods[pod]
-            while s.window and now - s.window[0][0] > WINDOW:
-                old = s.window.popleft()
-                old[3] = False
-                s.window_load -= 2 * old[1] + old[2]
-            if not s.window:
-                s.window_load = 0.0  # no float drift left behind
+            _trim(s, now)
             return s.window_load / WINDOW
 
     def in_flight_tokens(self) -> list:
@@ -246,3 +242,13 @@ class PodSignals:
                 row["lora"] = s.lora
             pods.append(row)
         return {"metrics_interval": self.interval, "metrics_stale": self.stale, "window": WINDOW, "pods": pods}
+
+
+def _trim(s, now: float) -> None:
+    """Drops a pod's records older than the window (under the lock)."""
+    while s.window and now - s.window[0][0] > WINDOW:
+        old = s.window.popleft()
+        old[3] = False
+        s.window_load -= 2 * old[1] + old[2]
+    if not s.window:
+        s.window_load = 0.0  # no float drift left behind

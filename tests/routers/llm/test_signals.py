@@ -162,6 +162,19 @@ def test_throughput_forgets_load_older_than_its_window():
     assert r.state()["signals"]["pods"][first.child]["local_token_rate"] == 0.0
 
 
+@pytest.mark.parametrize("strategy", ["prefix-cache", "least-request", "throughput"])
+def test_the_token_window_keeps_only_its_last_minute_whatever_the_strategy(strategy):
+    """A strategy that never reads the token rate kept every request's record: the gateway's
+    soak grew 90 MB in 10 minutes (bench/soak.py gateway)."""
+    r, clock = router(strategy, n=2)
+    for i in range(3000):
+        ask(r, f"p{i}")
+        done(r, f"p{i}", 4, 4)
+        clock.t += 0.1  # 300 s in all: five windows
+    kept = sum(len(p.window) for p in r.signals._pods)
+    assert kept <= 2 * (sig.WINDOW / 0.1 + 1), kept  # each pod: at most its last minute
+
+
 # --- least-latency ---------------------------------------------------------------------------
 
 def test_least_latency_predicts_queue_times_service_plus_prefill_and_decode():
